@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from workbench.chat import prompt_ids
 from workbench.generation import SamplingConfig, generate, generate_batch, left_pad, stop_token_ids
@@ -47,3 +48,66 @@ def test_bad_generation_inputs(tiny_model):
         generate_batch(tiny_model, [[1] * 500], SamplingConfig(max_new_tokens=64, temperature=0))
     with pytest.raises(ValueError, match="top_p"):
         SamplingConfig(top_p=0)
+
+
+# --------------------------------------------------------------------------- answers and lambda
+
+def _steerers(tiny_model):
+    from conftest import make_tiny_pairs
+    from workbench.steering import TrainConfig, train_steerer
+
+    pairs = make_tiny_pairs(tiny_model)
+    config = TrainConfig(steps=30, seed=0)
+    s_psr = train_steerer("psr-mse", tiny_model, 1.0, layers=1, pairs=pairs, rank=2, config=config, progress=False)
+    a_psr = train_steerer("psr-mse", tiny_model, 1.0, layers=None, pairs=pairs, config=config, progress=False)
+    return s_psr, a_psr
+
+
+def test_lambda_recorded_while_generating_equals_a_teacher_forced_read_out(tiny_model):
+    from workbench.chat import AlignedPair, prompt_ids
+    from workbench.generation import generate_answers
+    from workbench.steering import lambdas
+
+    s_psr, a_psr = _steerers(tiny_model)
+    questions = ["What is the capital of France?", "Hi", "How do I boil an egg? Tell me slowly."]
+    config = SamplingConfig(max_new_tokens=8, temperature=0)
+    for steerer, alpha in ((s_psr, 2.0), (a_psr, 1.5)):
+        answers = generate_answers(tiny_model, questions, steerers=[(steerer, alpha)], config=config, progress=False)
+        for q, answer in zip(questions, answers):
+            (lam,) = answer.lambdas
+            assert lam.shape == (len(steerer.layers), answer.header_len + len(answer.ids), steerer.rank)
+            prompt, header = prompt_ids(tiny_model.tokenizer, q)
+            seq = tuple(prompt + answer.ids)
+            pair = AlignedPair(seq, seq, len(prompt) - header, len(prompt) - header, header)
+            expected = lambdas(tiny_model, steerer, pair, alpha=alpha)
+            assert torch.allclose(lam, expected, atol=1e-4), (q, (lam - expected).abs().max())
+        assert any(float(a.lambdas[0].std()) > 0 for a in answers)  # not a constant read-out
+
+
+def test_generate_answers_text_seeds_and_no_lambda_without_steering(tiny_model):
+    from workbench.generation import answer_seed, generate_answers
+
+    questions = ["What is the capital of France?", "Hi"]
+    config = SamplingConfig(max_new_tokens=6, temperature=1.0, top_p=1.0)
+    answers = generate_answers(tiny_model, questions, instruction="You are a pirate.", config=config, seed=3,
+                               progress=False)
+    assert [a.lambdas for a in answers] == [None, None]
+    assert answers[0].text == tiny_model.tokenizer.decode(answers[0].ids, skip_special_tokens=True).strip()
+    prompts = [prompt_ids(tiny_model.tokenizer, q, "You are a pirate.")[0] for q in questions]
+    direct = generate(tiny_model, prompts, config, row_seeds=[answer_seed(3, q) for q in questions], progress=False)
+    assert [a.ids for a in answers] == direct
+    with pytest.raises(ValueError, match="no questions"):
+        generate_answers(tiny_model, [], progress=False)
+
+
+def test_recording_lambda_does_not_change_the_answers(tiny_model):
+    from workbench.generation import generate_answers
+
+    s_psr, _ = _steerers(tiny_model)
+    questions = ["What is the capital of France?", "Hi"]
+    config = SamplingConfig(max_new_tokens=8, temperature=0)
+    kwargs = dict(steerers=[(s_psr, 2.0)], config=config, progress=False)
+    with_lam = generate_answers(tiny_model, questions, record_lambdas=True, **kwargs)
+    without = generate_answers(tiny_model, questions, record_lambdas=False, **kwargs)
+    assert [a.ids for a in with_lam] == [a.ids for a in without]
+    assert all(a.lambdas is None for a in without)

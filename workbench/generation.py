@@ -8,7 +8,7 @@ batch it lands in), and so that rows stop independently at end of turn.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -91,6 +91,11 @@ def generate_batch(
         header_lens: the assistant header length of each prompt (from
             :func:`workbench.chat.prompt_ids`); required with steerers.
     """
+    return _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record=False)[0]
+
+
+def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record: bool):
+    """:func:`generate_batch`, also returning per-row lambdas when ``record`` (see :class:`_LambdaRecorder`)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt must hold at least one token")
     longest = max(len(p) for p in prompts) + config.max_new_tokens
@@ -109,8 +114,11 @@ def generate_batch(
     ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    recorder = _LambdaRecorder(model, [s for s, _ in steerers]) if record and steerers else None
     with ExitStack() as stack:
         span = None
+        if recorder is not None:
+            stack.enter_context(recorder.hooks())  # first, so readers see each layer before steering
         if steerers:
             from workbench.steering import Span, prefill_span_mask
 
@@ -121,25 +129,73 @@ def generate_batch(
         logits, cache = model.bridge(ids, attention_mask=mask, position_ids=positions, return_type="logits_and_cache")
         if span is not None:
             span.mask = None  # decode steps: every generated token is in the steered span
-        out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts))
-    return out
+        out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts),
+                      feed_last=recorder is not None)
+    lambdas = recorder.per_row(header_lens, [len(o) for o in out]) if recorder is not None else None
+    return out, lambdas
 
 
-def _decode(model, logits, cache, mask, positions, config, generators, n_rows) -> list[list[int]]:
-    """The decode loop after prefill: one new token per row per step, KV cache reused."""
+class _LambdaRecorder:
+    """Reads each steerer's per-token lambda at its layers during generation.
+
+    Every forward (prefill, then one per decode step) appends ``[batch, seq, rank]`` per steerer
+    and layer; :meth:`per_row` keeps, for each row, the assistant header positions of the
+    prefill and one position per generated token.
+    """
+
+    def __init__(self, model: LoadedModel, steerers: Sequence) -> None:
+        self.model, self.steerers = model, list(steerers)
+        self.records: dict[tuple[int, int], list[torch.Tensor]] = {
+            (i, l): [] for i, s in enumerate(self.steerers) for l in s.layers}
+
+    @contextmanager
+    def hooks(self):
+        def reader(index: int, layer: int):
+            def hook(resid, hook=None):
+                self.records[(index, layer)].append(self.steerers[index].lambdas_from_acts(layer, resid.float()).detach().cpu())
+                return resid
+
+            return hook
+
+        with self.model.bridge.hooks(fwd_hooks=[(self.model.resid_hook(l), reader(i, l)) for i, l in self.records]):
+            yield
+
+    def per_row(self, header_lens: Sequence[int], n_generated: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
+        """Per row, per steerer: ``[n_layers, header_len + n_generated, rank]``."""
+        rows = []
+        for row, (h, n) in enumerate(zip(header_lens, n_generated)):
+            per_steerer = []
+            for i, steerer in enumerate(self.steerers):
+                layers = []
+                for l in steerer.layers:
+                    steps = self.records[(i, l)]
+                    header = steps[0][row, -h:]
+                    generated = [step[row, -1] for step in steps[1 : 1 + n]]
+                    layers.append(torch.cat([header, torch.stack(generated)]) if generated else header)
+                per_steerer.append(torch.stack(layers))
+            rows.append(tuple(per_steerer))
+        return rows
+
+
+def _decode(model, logits, cache, mask, positions, config, generators, n_rows, feed_last: bool = False) -> list[list[int]]:
+    """The decode loop after prefill: one new token per row per step, KV cache reused.
+
+    ``feed_last``: run the final tokens through the model too (their logits are unused), so that
+    hooks see every generated token, e.g. to read lambda on it.
+    """
     stops = stop_token_ids(model.tokenizer)
     pad_id = model.tokenizer.pad_token_id
     out: list[list[int]] = [[] for _ in range(n_rows)]
     done = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     next_pos = positions[:, -1:] + 1
-    for _ in range(config.max_new_tokens):
+    for step in range(config.max_new_tokens):
         token = _next_tokens(logits[:, -1, :], config, generators)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         for row in torch.nonzero(~done).flatten().tolist():
             out[row].append(int(token[row]))
             if int(token[row]) in stops:
                 done[row] = True
-        if bool(done.all()):
+        if (bool(done.all()) or step == config.max_new_tokens - 1) and not feed_last:
             break
         # Finished rows keep decoding padding (their output is ignored) so the batch stays rectangular.
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -147,6 +203,8 @@ def _decode(model, logits, cache, mask, positions, config, generators, n_rows) -
             token[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache, return_type="logits_and_cache"
         )
         next_pos = next_pos + 1
+        if bool(done.all()):
+            break
     return out
 
 
@@ -165,14 +223,83 @@ def generate(
     Prompts are batched in order of length so that padding stays small; results come back in
     the order given.
     """
+    return _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record=False)[0]
+
+
+def _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record: bool):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results: list[list[int] | None] = [None] * len(prompts)
+    results: list = [None] * len(prompts)
+    lambdas: list = [None] * len(prompts)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="generating", disable=not progress, leave=False):
         seeds = [row_seeds[i] for i in batch] if row_seeds is not None else None
         heads = [header_lens[i] for i in batch] if header_lens is not None else None
-        for i, ids in zip(batch, generate_batch(model, [prompts[i] for i in batch], config, seeds, steerers, heads)):
-            results[i] = ids
-    return [r for r in results if r is not None]
+        ids, lams = _generate_batch(model, [prompts[i] for i in batch], config, seeds, steerers, heads, record)
+        for k, i in enumerate(batch):
+            results[i] = ids[k]
+            lambdas[i] = lams[k] if lams is not None else None
+    return results, lambdas
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer.
+
+    Attributes:
+        ids: generated token ids, with the end-of-turn token when one came.
+        text: the decoded answer (special tokens dropped, stripped).
+        header_len: length of the assistant header, the first positions of the steered span.
+        lambdas: with steerers, one ``[n_layers, header_len + len(ids), rank]`` tensor per
+            steerer: the per-token lambda read at each of its layers on the header and on every
+            generated token (what a heat map of the answer draws); ``None`` without steerers.
+    """
+
+    question: str
+    instruction: str | None
+    ids: list[int]
+    text: str
+    header_len: int
+    lambdas: tuple[torch.Tensor, ...] | None = None
+
+
+def answer_seed(seed: int, question: str) -> int:
+    """The sampling seed of a question's answer: the same for every method and strength, so that
+    comparisons across ``alpha`` use common random numbers."""
+    from workbench.triplets import sample_seed
+
+    return sample_seed(seed, question, "<answer>", 0)
+
+
+def generate_answers(
+    model: LoadedModel,
+    questions: Sequence[str],
+    *,
+    instruction: str | None = None,
+    steerers: Sequence[tuple] = (),
+    config: SamplingConfig = SamplingConfig(),
+    seed: int = 0,
+    placement: str = "system",
+    batch_size: int = 16,
+    record_lambdas: bool = True,
+    progress: bool = True,
+) -> list[Generation]:
+    """Answer ``questions`` (optionally with ``instruction`` and ``(steerer, alpha)`` pairs).
+
+    The user-level entry point: builds the chat prompts, generates in batches (seeded per
+    question with :func:`answer_seed`, or greedy when ``config.temperature == 0``), decodes, and
+    with steerers returns per-token lambda (``record_lambdas``).
+    """
+    from workbench.chat import prompt_ids
+
+    if not questions:
+        raise ValueError("no questions to answer")
+    built = [prompt_ids(model.tokenizer, q, instruction, placement) for q in questions]
+    seeds = [answer_seed(seed, q) for q in questions]
+    ids, lambdas = _generate(model, [p for p, _ in built], config, seeds, batch_size, progress, list(steerers),
+                             [h for _, h in built], record=record_lambdas and bool(steerers))
+    return [
+        Generation(q, instruction, out, model.tokenizer.decode(out, skip_special_tokens=True).strip(), h, lam)
+        for q, (_, h), out, lam in zip(questions, built, ids, lambdas)
+    ]
