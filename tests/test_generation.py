@@ -111,3 +111,28 @@ def test_recording_lambda_does_not_change_the_answers(tiny_model):
     without = generate_answers(tiny_model, questions, record_lambdas=False, **kwargs)
     assert [a.ids for a in with_lam] == [a.ids for a in without]
     assert all(a.lambdas is None for a in without)
+
+
+def test_kv_cached_greedy_decoding_equals_recomputing_the_whole_sequence(tiny_model):
+    # Guards the KV-cache plumbing: a cache the model never fills makes every decode step see
+    # only its own token, which batched-vs-one-by-one comparisons cannot notice.
+    config = SamplingConfig(max_new_tokens=10, temperature=0)
+    stops = stop_token_ids(tiny_model.tokenizer)
+    for prompt, cached in zip(_prompts(tiny_model), generate_batch(tiny_model, _prompts(tiny_model), config)):
+        ids, recomputed = list(prompt), []
+        with torch.no_grad():
+            for _ in range(config.max_new_tokens):
+                token = int(tiny_model.bridge(torch.tensor([ids]), return_type="logits")[0, -1].argmax())
+                recomputed.append(token)
+                ids.append(token)
+                if token in stops:
+                    break
+        assert cached == recomputed
+
+
+def test_an_unfilled_kv_cache_fails_loudly(tiny_model, monkeypatch):
+    from workbench import generation
+
+    monkeypatch.setattr(generation, "_kv_argument", lambda model: "not_the_cache")
+    with pytest.raises(RuntimeError, match="KV cache holds 0 positions"):
+        generate_batch(tiny_model, _prompts(tiny_model)[:1], SamplingConfig(max_new_tokens=3, temperature=0))

@@ -143,21 +143,23 @@ def greedy(model, prompts, header_lens, steerer=None, alpha=1.0, n=6):
     """A decode loop written the way workbench.generation will use steerers."""
     from contextlib import nullcontext
 
+    from workbench.generation import forward_with_cache, new_kv_cache
+
     ids, mask = left_pad(prompts, model.tokenizer.pad_token_id)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     ctx = steerer.apply(model, alpha) if steerer is not None else nullcontext(Span())
     out = []
     with torch.no_grad(), ctx as span:
         span.mask = prefill_span_mask(mask, header_lens)
-        logits, cache = model.bridge(ids, attention_mask=mask, position_ids=positions, return_type="logits_and_cache")
+        cache = new_kv_cache(model)
+        logits = forward_with_cache(model, ids, mask, positions, cache)
         span.mask = None  # decode: every new token
         next_pos = positions[:, -1:] + 1
         for _ in range(n):
             token = logits[:, -1].argmax(-1)
             out.append(token)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            logits, cache = model.bridge(token[:, None], attention_mask=mask, position_ids=next_pos,
-                                         past_key_values=cache, return_type="logits_and_cache")
+            logits = forward_with_cache(model, token[:, None], mask, next_pos, cache)
             next_pos = next_pos + 1
     return torch.stack(out, 1).tolist(), logits
 

@@ -56,6 +56,51 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
     return ids, mask
 
 
+def new_kv_cache(model: LoadedModel):
+    """An empty Hugging Face KV cache for ``model``, filled in place by each forward it is given to."""
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.bridge.original_model.config)
+    except TypeError:  # older transformers: no config argument
+        return DynamicCache()
+
+
+def _kv_argument(model: LoadedModel) -> str:
+    """The name under which the wrapped HF model takes its KV cache: ``cache`` (transformers >= 5.2x)
+    or ``past_key_values`` (before)."""
+    import inspect
+
+    params = inspect.signature(model.bridge.original_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def forward_with_cache(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                       cache) -> torch.Tensor:
+    """One forward through the bridge (hooks fire) that reads and extends ``cache`` in place.
+
+    We hold the cache object ourselves instead of taking it from the bridge's
+    ``return_type="logits_and_cache"``: with transformers >= 5.2x the output field is named
+    ``cache``, the bridge still reads ``past_key_values`` and returns None, and decoding would then
+    silently run without context. Returns ``logits [batch, len, vocab]``.
+    """
+    return model.bridge(ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                        return_type="logits", **{_kv_argument(model): cache})
+
+
+def _check_cache_filled(cache, length: int) -> None:
+    """Fail loudly when the model did not write its KV cache: decoding would ignore the prompt."""
+    if cache.get_seq_length() != length:
+        from importlib.metadata import version
+
+        raise RuntimeError(
+            f"the KV cache holds {cache.get_seq_length()} positions after a {length}-token prefill: this "
+            f"transformers ({version('transformers')}) and transformer-lens ({version('transformer-lens')}) do not "
+            "agree on the cache argument, and generation would ignore the prompt. Install the versions "
+            "pyproject.toml names (transformers<5.24 with transformer-lens 4.3)."
+        )
+
+
 def _next_tokens(logits: torch.Tensor, config: SamplingConfig, generators: list[torch.Generator] | None) -> torch.Tensor:
     """Pick one token per row from ``logits [batch, vocab]``."""
     if config.temperature == 0 or generators is None:
@@ -126,7 +171,9 @@ def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, re
             for steerer, alpha in steerers:
                 stack.enter_context(steerer.apply(model, alpha, span))
             span.mask = prefill_span_mask(mask, list(header_lens)).to(device)
-        logits, cache = model.bridge(ids, attention_mask=mask, position_ids=positions, return_type="logits_and_cache")
+        cache = new_kv_cache(model)
+        logits = forward_with_cache(model, ids, mask, positions, cache)
+        _check_cache_filled(cache, ids.shape[1])
         if span is not None:
             span.mask = None  # decode steps: every generated token is in the steered span
         out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts),
@@ -199,9 +246,7 @@ def _decode(model, logits, cache, mask, positions, config, generators, n_rows, f
             break
         # Finished rows keep decoding padding (their output is ignored) so the batch stays rectangular.
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        logits, cache = model.bridge(
-            token[:, None], attention_mask=mask, position_ids=next_pos, past_key_values=cache, return_type="logits_and_cache"
-        )
+        logits = forward_with_cache(model, token[:, None], mask, next_pos, cache)
         next_pos = next_pos + 1
         if bool(done.all()):
             break

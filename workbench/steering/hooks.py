@@ -15,9 +15,9 @@ So :func:`workbench.generation.generate_batch` steers like this::
 
     with steerer.apply(model, alpha) as span:
         span.mask = prefill_span_mask(mask, header_lens)
-        logits, cache = model.bridge(ids, attention_mask=mask, ...)      # prefill
+        logits = forward_with_cache(model, ids, mask, positions, cache)        # prefill
         span.mask = None
-        ... model.bridge(token[:, None], past_key_values=cache, ...)     # each decode step
+        ... forward_with_cache(model, token[:, None], mask, next_pos, cache)   # each decode step
 
 Several steerers stack by nesting their context managers (they may share one span), and a
 steerer stacks with a prompt by running it on ``x'`` sequences (``aligned_span_mask(pairs,
