@@ -55,3 +55,13 @@ def test_bootstrap_ci_covers_the_mean_and_shrinks_with_n():
     assert bootstrap_ci(small, seed=3) == bootstrap_ci(small, seed=3)
     with pytest.raises(ValueError, match="no NaN"):
         bootstrap_ci([1.0, float("nan")])
+
+
+def test_flat_coherence_at_the_target_returns_the_strongest_alpha_not_zero():
+    # a steerer on top of a prompt whose own coherence is the target: flat, then falling
+    curve = lambda a: 80.0 if a <= 4 else max(0.0, 80.0 - 10 * (a - 4))
+    result = find_alpha(curve, target=80, tol=2)
+    assert result.reached and 4.0 <= result.alpha <= 4.2
+    # starting within tol but below the target: no steering is the answer
+    below = find_alpha(lambda a: 79.0 - a, target=80, tol=2)
+    assert below.reached and below.alpha == 0.0 and len(below.trace) == 1

@@ -49,10 +49,16 @@ def find_alpha(
     tol: float = 2.0,
     max_steps: int = 12,
 ) -> SearchResult:
-    """Bisection on ``alpha`` until mean coherence is within ``tol`` of ``target``.
+    """The strongest ``alpha`` whose mean coherence is within ``tol`` of ``target``.
 
-    The upper bracket starts at ``alpha_start`` and doubles (up to ``alpha_max``) until coherence
-    falls below the target; then the bracket is halved. At most ``max_steps`` evaluations.
+    Coherence is assumed not to rise with ``alpha`` (noise aside). The search brackets the point
+    where coherence crosses below the target: the upper end starts at ``alpha_start`` and doubles
+    (up to ``alpha_max``) while coherence stays at or above the target, then the bracket is
+    halved until an evaluation lands within ``tol``. At most ``max_steps`` evaluations.
+
+    Of the evaluated strengths within ``tol``, the largest is returned: where coherence is flat
+    near the target (say, a steerer stacked on a prompt whose own coherence is the target), the
+    answer is the most steering that coherence allows, not ``alpha_min``.
     """
     if not 0 <= target <= 100:
         raise ValueError(f"target coherence must be within 0-100, got {target}")
@@ -69,33 +75,38 @@ def find_alpha(
         trace.append((alpha, value))
         return value
 
-    def result(alpha: float, value: float, reason: str = "") -> SearchResult:
-        reached = abs(value - target) <= tol
-        return SearchResult(alpha, value, reached, target, "" if reached else reason, tuple(trace))
+    def result(reason: str) -> SearchResult:
+        within = [p for p in trace if abs(p[1] - target) <= tol]
+        if within:
+            alpha, value = max(within)
+            return SearchResult(alpha, value, True, target, "", tuple(trace))
+        alpha, value = min(trace, key=lambda p: abs(p[1] - target))
+        return SearchResult(alpha, value, False, target, reason, tuple(trace))
 
     low_value = at(alpha_min)
     if low_value < target - tol:
-        return result(alpha_min, low_value, f"coherence is {low_value:.1f} < target already at alpha={alpha_min}")
-    if abs(low_value - target) <= tol:
-        return result(alpha_min, low_value)
+        return result(f"coherence is {low_value:.1f} < target already at alpha={alpha_min}")
+    if low_value < target:
+        return result("")  # within tol just below the target: any steering only lowers it
     low, high = alpha_min, alpha_start
     high_value = at(high)
-    while high_value > target + tol and high < alpha_max and len(trace) < max_steps:
-        low, low_value = high, high_value
+    while high_value >= target and high < alpha_max and len(trace) < max_steps:
+        low = high
         high = min(2 * high, alpha_max)
         high_value = at(high)
-    if high_value > target + tol:
-        return result(high, high_value, f"coherence stays at {high_value:.1f} > target up to alpha={high}")
-    best = min([(low, low_value), (high, high_value)], key=lambda p: abs(p[1] - target))
-    while abs(best[1] - target) > tol and len(trace) < max_steps:
+    if high_value >= target + tol or (high_value >= target and not any(abs(c - target) <= tol for _, c in trace)):
+        return result(f"coherence stays at {high_value:.1f} > target up to alpha={high}")
+    if high_value >= target:
+        return result("")  # alpha_max (or the step budget) reached while still within tol
+    last = high_value
+    while abs(last - target) > tol and len(trace) < max_steps:
         mid = (low + high) / 2
-        value = at(mid)
-        if value > target:
-            low, low_value = mid, value
+        last = at(mid)
+        if last >= target:
+            low = mid
         else:
-            high, high_value = mid, value
-        best = min([best, (mid, value)], key=lambda p: abs(p[1] - target))
-    return result(best[0], best[1], f"no alpha within {tol} of the target after {len(trace)} evaluations")
+            high = mid
+    return result(f"no alpha within {tol} of the target after {len(trace)} evaluations")
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
