@@ -1,0 +1,144 @@
+"""Steering at equal coherence: the wiring of searches, targets and tables on planted judges, and
+a real (tiny) run through generation."""
+
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from workbench import evaluation
+from workbench.attributes import make_attribute
+from workbench.evaluation import Comparison, EvalConfig, Method, compare_methods, standard_methods
+from workbench.generation import Generation
+from workbench.judges import FunctionJudge, Score
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUESTIONS = [f"Question number {i}?" for i in range(30)]
+
+
+class FakeSteerer:
+    def __init__(self, strength, layers=(1,)):
+        self.strength, self.layers = strength, layers
+
+
+def planted_answers(model, questions, *, instruction=None, steerers=(), **kwargs):
+    """Answers that spell out how they were steered, for judges that read it back."""
+    push = sum(s.strength * a for s, a in steerers)
+    return [Generation(q, instruction, [1], f"push={push:.6f} prompt={instruction is not None}", 1) for q in questions]
+
+
+def _read(text):
+    push = float(re.search(r"push=([\d.]+)", text).group(1))
+    return push, "prompt=True" in text
+
+
+# coherence falls 10 points per unit of push from 95 (85 with the prompt); attribute rises with it
+COHERENCE = FunctionJudge(lambda r: max(0.0, (85.0 if _read(r)[1] else 95.0) - 10 * _read(r)[0]), name="coh")
+ATTRIBUTE = FunctionJudge(lambda r: min(100.0, 10 * _read(r)[0] + (50.0 if _read(r)[1] else 0.0)), name="attr")
+
+
+@pytest.fixture
+def attribute():
+    return make_attribute("planted", "Says how it was steered.", ["Be planted."], QUESTIONS, ATTRIBUTE)
+
+
+def test_planted_comparison_finds_the_right_strengths_and_scores(tiny_model, attribute, monkeypatch):
+    monkeypatch.setattr(evaluation, "generate_answers", planted_answers)
+    steerers = {"weak": FakeSteerer(0.5), "strong": FakeSteerer(2.0, layers=tuple(range(3)))}
+    config = EvalConfig(n_validation=4, n_test=5, tol=0.5, max_steps=12)
+    comparison = compare_methods(tiny_model, attribute, steerers, config, coherence_judge=COHERENCE,
+                                 plus_prompt="weak", progress=False)
+    results = comparison.results.set_index(["method", "target"])
+    assert list(comparison.results.columns) == evaluation.RESULT_COLUMNS
+    assert set(results.index.get_level_values(0)) == {"no steering", "prompt", "weak", "strong", "PSR + prompt"}
+    # coherence 80 needs push 1.5: alpha 3 for the weak steerer, 0.75 for the strong one
+    assert results.loc[("weak", "C80"), "alpha"] == pytest.approx(3.0, abs=0.5 / 5)
+    assert results.loc[("strong", "C80"), "alpha"] == pytest.approx(0.75, abs=0.5 / 20)
+    assert results.loc[("strong", "C80"), "attribute"] == pytest.approx(15.0, abs=0.5)
+    assert results.loc[("strong", "C80"), "layers"] == "0-2" and results.loc[("weak", "C80"), "layers"] == "1"
+    # the prompt's own coherence is 85: Cp needs push 1.0
+    assert comparison.meta["targets"]["Cp"] == pytest.approx(85.0)
+    assert results.loc[("weak", "Cp"), "alpha"] == pytest.approx(2.0, abs=0.5 / 5)
+    # stacked on the prompt the start is already at Cp: the strongest alpha within tol, not 0
+    assert results.loc[("PSR + prompt", "Cp"), "alpha"] > 0
+    assert results.loc[("PSR + prompt", "Cp"), "coherence"] == pytest.approx(85.0, abs=0.5)
+    # from the prompt's 85, coherence 80 is push 0.5 further: attribute 50 + 5
+    assert results.loc[("PSR + prompt", "C80"), "attribute"] == pytest.approx(55.0, abs=0.6)
+    # knob-less methods: measured once, no alpha, same under both targets
+    assert math.isnan(results.loc[("prompt", "C80"), "alpha"])
+    assert results.loc[("prompt", "C80"), "attribute"] == results.loc[("prompt", "Cp"), "attribute"] == 50.0
+    assert results.loc[("no steering", "C80"), "coherence"] == 95.0
+    assert (comparison.results["n"] == 5).all() and (comparison.results["n_missing"] == 0).all()
+    # every evaluation is kept, on both splits
+    sweep = comparison.sweep
+    assert {"validation", "test"} == set(sweep["split"])
+    assert len(sweep[(sweep["method"] == "weak") & (sweep["split"] == "validation")]) >= 4
+    assert len(comparison.searches) == 6
+
+
+def test_unreachable_targets_are_reported(tiny_model, attribute, monkeypatch):
+    monkeypatch.setattr(evaluation, "generate_answers", planted_answers)
+    config = EvalConfig(n_validation=3, n_test=3, targets=(99.0,), max_steps=6)
+    comparison = compare_methods(tiny_model, attribute, {"s": FakeSteerer(1.0)}, config,
+                                 coherence_judge=COHERENCE, progress=False)
+    row = comparison.results.set_index("method").loc["s"]
+    assert not row["reached"] and "already at alpha=0" in row["note"]
+
+
+def test_missing_scores_are_left_out_and_counted(tiny_model, attribute, monkeypatch):
+    monkeypatch.setattr(evaluation, "generate_answers", planted_answers)
+    class Flaky:
+        name = "flaky"
+
+        def score_batch(self, questions, responses):
+            return [Score(None, "endpoint down") if i == 1 else Score(40.0) for i, _ in enumerate(questions)]
+
+    flaky = Flaky()
+    config = EvalConfig(n_validation=3, n_test=4, targets=(80.0,))
+    comparison = compare_methods(tiny_model, attribute, [Method("no steering")], config, attribute_judge=flaky,
+                                 coherence_judge=COHERENCE, progress=False)
+    row = comparison.results.iloc[0]
+    assert row["n"] == 4 and row["n_missing"] == 1 and row["attribute"] == 40.0
+
+
+def test_comparison_saves_its_tables(tiny_model, attribute, monkeypatch, tmp_path):
+    monkeypatch.setattr(evaluation, "generate_answers", planted_answers)
+    config = EvalConfig(n_validation=3, n_test=3)
+    comparison = compare_methods(tiny_model, attribute, {"s": FakeSteerer(1.0)}, config,
+                                 coherence_judge=COHERENCE, progress=False)
+    comparison.save(tmp_path)
+    back = pd.read_csv(tmp_path / "results.csv")
+    assert back["attribute"].tolist() == pytest.approx(comparison.results["attribute"].tolist(), rel=1e-5)
+    assert (tmp_path / "sweep.csv").exists() and (tmp_path / "samples.csv").exists()
+    assert "s @ C80" in (tmp_path / "comparison.json").read_text()
+
+
+def test_bad_comparisons(tiny_model, attribute):
+    with pytest.raises(ValueError, match="plus_prompt 'x'"):
+        standard_methods({"s": FakeSteerer(1.0)}, plus_prompt="x")
+    with pytest.raises(ValueError, match="distinct"):
+        compare_methods(tiny_model, attribute, [Method("a"), Method("a")], progress=False)
+    with pytest.raises(ValueError, match="coherence target"):
+        EvalConfig(targets=(120.0,))
+    with pytest.raises(ValueError, match="instruction index 3"):
+        compare_methods(tiny_model, attribute, [Method("a")], EvalConfig(instruction=3), progress=False)
+    with pytest.raises(ValueError, match="non-empty name"):
+        Method(" ")
+
+
+def test_a_tiny_real_comparison_is_reproducible(tiny_model, attribute):
+    from conftest import make_tiny_pairs
+    from workbench.steering import TrainConfig, train_steerer
+
+    pairs = make_tiny_pairs(tiny_model)
+    psr = train_steerer("psr-mse", tiny_model, 1.0, layers=1, pairs=pairs, config=TrainConfig(steps=20), progress=False)
+    length = FunctionJudge(lambda r: min(100.0, 2.0 * len(r)), name="length")
+    config = EvalConfig(n_validation=2, n_test=2, max_new_tokens=6, max_steps=3, targets=(50.0,))
+    runs = [compare_methods(tiny_model, attribute, {"S-PSR": psr}, config, attribute_judge=length,
+                            coherence_judge=length, progress=False)
+            for _ in range(2)]
+    pd.testing.assert_frame_equal(runs[0].results, runs[1].results)
+    assert len(runs[0].samples) == len(runs[0].sweep) * 2
+    assert runs[0].samples["response"].map(len).gt(0).any()
