@@ -1,3 +1,4 @@
+import torch
 import pytest
 
 from workbench.faithfulness import faithfulness, paraphrase_pairs
@@ -46,3 +47,18 @@ def test_bad_inputs(tiny_model, pairs):
         faithfulness(tiny_model, [])
     with pytest.raises(ValueError, match="same responses"):
         faithfulness(tiny_model, pairs, paraphrase=pairs[:2])
+
+
+def test_one_strength_per_pair_equals_measuring_each_pair_at_its_own(tiny_model, pairs):
+    """Per-pair alphas (e.g. soft labels) go into the span weights; batching must not mix them."""
+    from workbench.faithfulness import steered_span_acts
+
+    dim = train_steerer("const-dim", tiny_model, 1.0, layers=1, pairs=pairs, progress=False)
+    alphas = [0.5, 2.0, 1.0]
+    together = steered_span_acts(tiny_model, pairs, dim, alphas, [1, 2])
+    apart = torch.cat([steered_span_acts(tiny_model, [p], dim, a, [1, 2]) for p, a in zip(pairs, alphas)], dim=1)
+    assert torch.allclose(together, apart, atol=1e-5)
+    uniform = steered_span_acts(tiny_model, pairs, dim, 1.0, [1, 2])
+    assert not torch.allclose(together, uniform, atol=1e-3)
+    with pytest.raises(ValueError, match="2 strengths for 3 pairs"):
+        faithfulness(tiny_model, pairs, {"S-DiM": (dim, [1.0, 1.0])})

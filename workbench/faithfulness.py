@@ -29,14 +29,28 @@ def _batches(n: int, size: int) -> list[range]:
     return [range(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def _per_pair_alphas(alpha, n: int, name: str = "") -> torch.Tensor:
+    """``[n]`` float strengths from one number or one per pair (each checked like any alpha)."""
+    from workbench.steering import check_alpha
+
+    values = [alpha] * n if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else list(alpha)
+    if len(values) != n:
+        raise ValueError(f"method {name!r}: {len(values)} strengths for {n} pairs; give one alpha or one per pair")
+    return torch.tensor([check_alpha(a) for a in values], dtype=torch.float32)
+
+
 @torch.no_grad()
-def steered_span_acts(model: LoadedModel, pairs: Sequence[AlignedPair], steerer, alpha: float,
+def steered_span_acts(model: LoadedModel, pairs: Sequence[AlignedPair], steerer, alpha,
                       layers: Sequence[int]) -> torch.Tensor:
-    """``[layers, span tokens, d_model]``: the base run ``x y'`` with ``steerer`` applied on the span."""
+    """``[layers, span tokens, d_model]``: the base run ``x y'`` with ``steerer`` applied on the span.
+
+    ``alpha``: one strength, or one per pair (e.g. each triplet's soft label).
+    """
     from workbench.steering import aligned_span_mask
 
-    with steerer.apply(model, alpha) as span:
-        span.mask = aligned_span_mask(pairs).to(model.device)
+    weights = aligned_span_mask(pairs).float() * _per_pair_alphas(alpha, len(pairs))[:, None]
+    with steerer.apply(model, 1.0) as span:
+        span.mask = weights.to(model.device)
         record = record_span(model, [p.base_ids for p in pairs], [p.base_start for p in pairs], layers)
     return torch.stack([record[l] for l in layers]).cpu()
 
@@ -61,7 +75,9 @@ def faithfulness(
 
     Args:
         pairs: held-out aligned triplets (``x y'`` / ``x' y'``).
-        methods: ``{name: (steerer, alpha)}``.
+        methods: ``{name: (steerer, alpha)}``; ``alpha`` is one strength or one per pair (say,
+            each held-out triplet's soft label: the strength the steerer was trained to match
+            the prompt at).
         paraphrase: the same triplets with the paraphrased instruction as ``x''`` (same order,
             same responses), e.g. from :func:`paraphrase_pairs`; gives the ``"paraphrase"`` rows.
         layers: where to measure (default: all).
@@ -75,6 +91,7 @@ def faithfulness(
     if paraphrase is not None:
         if len(paraphrase) != len(pairs) or any(a.span_ids != b.span_ids for a, b in zip(pairs, paraphrase)):
             raise ValueError("the paraphrase pairs must carry the same responses as the pairs, in the same order")
+    strengths = {name: _per_pair_alphas(alpha, len(pairs), name) for name, (_, alpha) in methods.items()}
     err = {name: torch.zeros(len(layers)) for name in [*methods, *(["paraphrase"] if paraphrase else [])]}
     ref = torch.zeros(len(layers))
     for idx in _batches(len(pairs), batch_size):
@@ -82,8 +99,8 @@ def faithfulness(
         acts = extract_batch(model, batch, layers, local=False)
         target = acts.steered
         ref += acts.acc.pow(2).sum(dim=(1, 2))
-        for name, (steerer, alpha) in methods.items():
-            got = steered_span_acts(model, batch, steerer, alpha, layers)
+        for name, (steerer, _) in methods.items():
+            got = steered_span_acts(model, batch, steerer, strengths[name][list(idx)].tolist(), layers)
             err[name] += (got - target).pow(2).sum(dim=(1, 2))
         if paraphrase:
             para_pairs = [paraphrase[i] for i in idx]  # only A_l(x'' y') is new: one pass

@@ -42,7 +42,8 @@ class Span:
 
     Attributes:
         mask: bool ``[batch, seq]`` matching the hooked tensor's first two dimensions, or
-            ``None`` for every position.
+            ``None`` for every position. A float ``[batch, seq]`` mask is a weight per position
+            that multiplies ``alpha`` (0 outside the span), e.g. one strength per row.
     """
 
     mask: torch.Tensor | None = None
@@ -52,9 +53,10 @@ class Span:
         if self.mask is None:
             return None
         mask = self.mask
-        if mask.dtype != torch.bool or mask.ndim != 2 or tuple(mask.shape) != tuple(resid.shape[:2]):
+        kind_ok = mask.dtype == torch.bool or mask.is_floating_point()
+        if not kind_ok or mask.ndim != 2 or tuple(mask.shape) != tuple(resid.shape[:2]):
             raise ValueError(
-                f"span.mask must be a bool [batch, seq] tensor of shape {list(resid.shape[:2])} to match the "
+                f"span.mask must be a bool (or float) [batch, seq] tensor of shape {list(resid.shape[:2])} to match the "
                 f"activations at {where or 'the hook'}, got {mask.dtype} {list(mask.shape)}; set span.mask before "
                 "each forward pass (None = every position, e.g. for decode steps with a KV cache)"
             )
