@@ -3,9 +3,11 @@ a real (tiny) run through generation."""
 
 import math
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import torch
 
 from workbench import evaluation
 from workbench.attributes import make_attribute
@@ -19,8 +21,14 @@ QUESTIONS = [f"Question number {i}?" for i in range(30)]
 
 
 class FakeSteerer:
+    """Stands in for a steerer: what the planted generation and the evaluation cache read."""
+
     def __init__(self, strength, layers=(1,)):
         self.strength, self.layers = strength, layers
+        self.info = SimpleNamespace(method="psr-mse", scope="single")
+
+    def params(self):
+        return {"z": torch.tensor([self.strength])}
 
 
 def planted_answers(model, questions, *, instruction=None, steerers=(), **kwargs):
@@ -142,3 +150,26 @@ def test_a_tiny_real_comparison_is_reproducible(tiny_model, attribute):
     pd.testing.assert_frame_equal(runs[0].results, runs[1].results)
     assert len(runs[0].samples) == len(runs[0].sweep) * 2
     assert runs[0].samples["response"].map(len).gt(0).any()
+
+
+def test_evaluations_are_kept_on_disk_and_reused(tiny_model, attribute, monkeypatch, tmp_path):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("steerers"))
+        return planted_answers(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate_answers", counting)
+    config = EvalConfig(n_validation=3, n_test=3, targets=(80.0,), tol=0.5)
+    first = compare_methods(tiny_model, attribute, {"s": FakeSteerer(1.0)}, config, coherence_judge=COHERENCE,
+                            progress=False, cache_dir=tmp_path)
+    n_first = len(calls)
+    assert n_first > 2 and len(list(tmp_path.glob("*.parquet"))) == n_first
+    again = compare_methods(tiny_model, attribute, {"s": FakeSteerer(1.0)}, config, coherence_judge=COHERENCE,
+                            progress=False, cache_dir=tmp_path)
+    assert len(calls) == n_first  # nothing generated twice
+    pd.testing.assert_frame_equal(first.results, again.results)
+    # another steerer (other parameters) is not served from the cache
+    compare_methods(tiny_model, attribute, {"s": FakeSteerer(2.0)}, config, coherence_judge=COHERENCE,
+                    progress=False, cache_dir=tmp_path)
+    assert len(calls) > n_first

@@ -24,6 +24,9 @@ and counted in ``n_missing``.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,6 +175,29 @@ class Comparison:
         return out
 
 
+EVAL_CACHE_VERSION = 1
+
+
+def _judge_name(judge) -> str:
+    """A judge's name, with what changes its scores: the LLM behind it, or the likelihood blend."""
+    name = str(getattr(judge, "name", type(judge).__name__))
+    config = getattr(judge, "config", None)
+    if getattr(config, "model", None):
+        name += f"@{config.base_url}/{config.model}"
+    if getattr(judge, "logprob_fn", None) is not None:
+        name += f"+logprob(w={judge.logprob_weight:g})"
+    return name
+
+
+def steerer_fingerprint(steerer) -> str:
+    """A short hash of a steerer's parameters and description (what its answers depend on)."""
+    digest = hashlib.sha256(json.dumps([steerer.info.method, steerer.info.scope, list(steerer.layers)]).encode())
+    for name, tensor in sorted(steerer.params().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _mean(values: Sequence[float | None]) -> float:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else math.nan
@@ -186,8 +212,9 @@ class Evaluator:
 
     def __init__(self, model: LoadedModel, attribute: Attribute | str, config: EvalConfig = EvalConfig(), *,
                  attribute_judge: Judge | None = None, coherence_judge: Judge | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, cache_dir: str | Path | None = None) -> None:
         self.model = model
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.attribute = load_attribute(attribute)
         self.config = config
         if not 0 <= config.instruction < len(self.attribute.instructions):
@@ -223,8 +250,32 @@ class Evaluator:
         alpha = float(alpha) if method.has_knob else 0.0
         key = (method.name, alpha, split)
         if key not in self._cache:
-            self._cache[key] = self._run(method, alpha, split)
+            path = self._disk_path(method, alpha, split)
+            if path is not None and path.is_file():
+                self._cache[key] = pd.read_parquet(path)
+            else:
+                self._cache[key] = self._run(method, alpha, split)
+                if path is not None:
+                    buffer = io.BytesIO()
+                    self._cache[key].to_parquet(buffer, index=False)
+                    atomic_write_bytes(path, buffer.getvalue())
         return self._cache[key]
+
+    def _disk_path(self, method: Method, alpha: float, split: str) -> Path | None:
+        """Where an evaluation is kept on disk: named by everything that determines its answers
+        and scores (model, attribute, steerer parameters, prompt, alpha, questions, sampling, judges)."""
+        if self.cache_dir is None:
+            return None
+        c = self.config
+        key = json.dumps([
+            EVAL_CACHE_VERSION, self.model.model_id, self.attribute.name, method.name, method.prompt,
+            steerer_fingerprint(method.steerer) if method.steerer is not None else None, alpha, split,
+            list(self.questions[split]), self.instruction if method.prompt else None,
+            [c.max_new_tokens, c.temperature, c.top_p, c.seed],
+            _judge_name(self.attribute_judge), _judge_name(self.coherence_judge),
+        ])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        return self.cache_dir / f"{digest}.parquet"
 
     def _run(self, method: Method, alpha: float, split: str) -> pd.DataFrame:
         questions = list(self.questions[split])
@@ -296,6 +347,7 @@ def compare_methods(
     coherence_judge: Judge | None = None,
     plus_prompt: str | None = None,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Comparison:
     """TA@C80 and TA@Cp of every method, in one call.
 
@@ -304,6 +356,8 @@ def compare_methods(
             adds no steering, the prompt and, with ``plus_prompt``, that steerer on the prompt).
         attribute_judge, coherence_judge: default to the offline judges; any
             :class:`workbench.judges.Judge` (e.g. :class:`workbench.llm_judge.ScoreJudge`) works.
+        cache_dir: keep every evaluation (answers and scores) there, so that a rerun, or a
+            notebook after the demo, judges nothing twice.
     Returns:
         A :class:`Comparison`; ``.results`` is the tidy table.
     """
@@ -316,7 +370,7 @@ def compare_methods(
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be distinct, got {names}")
     evaluator = Evaluator(model, attribute, config, attribute_judge=attribute_judge,
-                          coherence_judge=coherence_judge, progress=progress)
+                          coherence_judge=coherence_judge, progress=progress, cache_dir=cache_dir)
     targets = {}
     for target in config.targets:
         if target == "prompt":
@@ -340,8 +394,8 @@ def compare_methods(
     results = pd.DataFrame(rows)[RESULT_COLUMNS]
     meta = {
         "model": model.model_id, "attribute": evaluator.attribute.name, "instruction": evaluator.instruction,
-        "attribute_judge": getattr(evaluator.attribute_judge, "name", type(evaluator.attribute_judge).__name__),
-        "coherence_judge": getattr(evaluator.coherence_judge, "name", type(evaluator.coherence_judge).__name__),
+        "attribute_judge": _judge_name(evaluator.attribute_judge),
+        "coherence_judge": _judge_name(evaluator.coherence_judge),
         "targets": targets, "config": {**asdict(config), "targets": list(config.targets)},
         "n_validation": len(evaluator.questions["validation"]), "n_test": len(evaluator.questions["test"]),
     }

@@ -1,0 +1,97 @@
+"""The one-call experiment: method names, configs, and a whole (tiny) run that resumes."""
+
+import pandas as pd
+import pytest
+
+from workbench import experiment
+from workbench.attributes import make_attribute
+from workbench.evaluation import EvalConfig
+from workbench.experiment import ExperimentConfig, MethodSpec, method_spec, run_experiment
+from workbench.judges import FunctionJudge
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("name, spec", [
+    ("Const-DiM", MethodSpec("Const-DiM", "const-dim", "single")),
+    ("A-Const-MSE", MethodSpec("A-Const-MSE", "const-mse", "all")),
+    ("S-PSR", MethodSpec("S-PSR", "psr-mse", "single")),
+    ("A-PSR r4", MethodSpec("A-PSR r4", "psr-mse", "all", rank=4)),
+    ("A-PSR (joint)", MethodSpec("A-PSR (joint)", "psr-mse", "all", training="joint")),
+    ("S-PSR-LL", MethodSpec("S-PSR-LL", "psr-ll", "single", training="joint")),
+])
+def test_method_names(name, spec):
+    assert method_spec(name) == spec
+
+
+@pytest.mark.parametrize("name, match", [
+    ("PSR", "say where PSR acts"), ("Const-DiM r2", "rank 1"), ("Const-DiM (joint)", "closed-form"),
+    ("ReFT", "unknown method name 'ReFT'"),
+])
+def test_bad_method_names(name, match):
+    with pytest.raises(ValueError, match=match):
+        method_spec(name)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="plus_prompt 'A-PSR'"):
+        ExperimentConfig(methods=("S-PSR",))
+    with pytest.raises(ValueError, match="repeat"):
+        ExperimentConfig(methods=("S-PSR", "S-PSR"), plus_prompt=None)
+    with pytest.raises(ValueError, match="n_train"):
+        ExperimentConfig(n_train=0)
+    full = ExperimentConfig.full(seed=3)
+    assert full.seed == 3 and full.n_train is None and "A-PSR (joint)" in full.methods
+    assert ExperimentConfig.quick().to_dict()["evaluation"]["targets"] == [80.0, "prompt"]
+
+
+QUESTIONS = [f"Tell me about thing number {i}, please?" for i in range(40)]
+ALWAYS = FunctionJudge(lambda r: 100.0, name="always")
+LENGTH = FunctionJudge(lambda r: min(100.0, 3.0 * len(r)), name="length")
+
+
+@pytest.fixture
+def planted_attribute():
+    return make_attribute("talky", "Says anything at all.", ["You talk a lot.", "Talk, talk, talk."], QUESTIONS,
+                          lambda r: 60.0 + min(40.0, len(r)), paraphrases=["Be very talkative."])
+
+
+def test_a_tiny_experiment_end_to_end_and_resumed(tiny_model, planted_attribute, tmp_path, monkeypatch):
+    config = ExperimentConfig(n_train=6, n_heldout=3, max_new_tokens=6, steps=10, batch_size=8,
+                              methods=("Const-DiM", "S-PSR", "A-PSR"),
+                              evaluation=EvalConfig(n_validation=2, n_test=3, max_new_tokens=6, max_steps=3,
+                                                    targets=(50.0,)))
+    kwargs = dict(attribute=planted_attribute, coherence_judge=LENGTH, triplet_coherence=ALWAYS, progress=False)
+    result = run_experiment(tiny_model, config, tmp_path, **kwargs)
+
+    assert set(result.results["method"]) == {"no steering", "prompt", "Const-DiM", "S-PSR", "A-PSR", "PSR + prompt"}
+    assert result.meta["single_layer"] == 1 and result.meta["n_train_kept"] == 6
+    faith = result.faithfulness.set_index(["method", "layer"])["rel_rmse"]
+    assert set(result.faithfulness["method"]) == {"no steering", "Const-DiM", "S-PSR", "A-PSR", "paraphrase"}
+    # single-layer methods act at layer 1: layer 0 is untouched (exactly "no steering")
+    assert faith[("S-PSR", 0)] == pytest.approx(1.0, abs=1e-6) and faith[("Const-DiM", 0)] == pytest.approx(1.0, abs=1e-6)
+    # the all-layer fit moves layer 0 towards the prompt (its local delta there is the accumulated one)
+    assert faith[("A-PSR", 0)] < 1.0
+    for name in ("results.csv", "faithfulness.csv", "sweep.csv", "samples.csv", "experiment.json"):
+        assert (tmp_path / name).is_file()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "faithfulness.csv"), result.faithfulness, rtol=1e-5,
+                                  check_dtype=False)
+    assert len(list((tmp_path / "steerers").glob("*.safetensors"))) == 3
+
+    # a second call trains nothing and generates nothing: steerers and evaluations come from disk
+    def refuse(*args, **kwargs):
+        raise AssertionError("recomputed something that was stored")
+
+    monkeypatch.setattr("workbench.steering.train_steerer", refuse)
+    monkeypatch.setattr("workbench.evaluation.generate_answers", refuse)
+    again = run_experiment(tiny_model, config, tmp_path, **kwargs)
+    pd.testing.assert_frame_equal(again.results, result.results)
+    pd.testing.assert_frame_equal(again.faithfulness, result.faithfulness)
+
+
+def test_too_few_kept_triplets_is_a_clear_error(tiny_model, planted_attribute, tmp_path):
+    never = FunctionJudge(lambda r: 0.0, name="never")
+    config = ExperimentConfig(n_train=3, n_heldout=2, max_new_tokens=4, methods=("S-PSR",), plus_prompt=None)
+    with pytest.raises(RuntimeError, match="only 0 of 3 prompt-steered samples of 'talky' were kept"):
+        run_experiment(tiny_model, config, tmp_path, attribute=planted_attribute, triplet_coherence=never,
+                       progress=False)
