@@ -27,3 +27,43 @@ def test_unknown_attribute_is_a_clear_error(capsys):
 def test_bad_layer_list_is_refused():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["extract", "--triplets", "t", "--out", "o", "--layers", "1,x"])
+
+
+def test_evaluate_options_reach_the_experiment(monkeypatch, tmp_path, capsys):
+    """`workbench evaluate` builds the config and judges it says it does, without running a model."""
+    import pandas as pd
+
+    seen = {}
+
+    class Result:
+        faithfulness = pd.DataFrame({"method": ["S-PSR"], "layer": [15], "rel_rmse": [0.8]})
+
+        class comparison:
+            @staticmethod
+            def table():
+                return pd.DataFrame({"method": ["S-PSR"], "attribute": [42.0]})
+
+    def fake_run(model, config, out, **judges):
+        seen.update(config=config, out=out, judges=judges)
+        return Result()
+
+    monkeypatch.setattr("workbench.experiment.run_experiment", fake_run)
+    monkeypatch.setattr("workbench.models.load_model", lambda name: name)
+    assert main(["evaluate", "--attribute", "cat", "--methods", "Const-DiM,S-PSR", "--layer", "12",
+                 "--out", str(tmp_path)]) == 0
+    config = seen["config"]
+    assert config.attribute == "cat" and config.methods == ("Const-DiM", "S-PSR") and config.plus_prompt is None
+    assert config.layer == 12 and seen["judges"] == {} and "42" in capsys.readouterr().out
+
+    monkeypatch.setenv("WORKBENCH_JUDGE_API_KEY", "sk-from-env")
+    assert main(["evaluate", "--judge", "llm", "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "j",
+                 "--judge-style", "rating", "--out", str(tmp_path)]) == 0
+    attribute_judge, coherence_judge = seen["judges"]["attribute_judge"], seen["judges"]["coherence_judge"]
+    assert type(attribute_judge).__name__ == "RatingJudge" and coherence_judge.config.api_key == "sk-from-env"
+    assert seen["config"].plus_prompt == "A-PSR"
+
+    monkeypatch.delenv("WORKBENCH_JUDGE_API_KEY")
+    for name in ("WORKBENCH_JUDGE_BASE_URL", "WORKBENCH_JUDGE_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["evaluate", "--judge", "llm", "--out", str(tmp_path)]) == 2
+    assert "--judge llm needs an endpoint" in capsys.readouterr().err

@@ -95,3 +95,41 @@ def test_too_few_kept_triplets_is_a_clear_error(tiny_model, planted_attribute, t
     with pytest.raises(RuntimeError, match="only 0 of 3 prompt-steered samples of 'talky' were kept"):
         run_experiment(tiny_model, config, tmp_path, attribute=planted_attribute, triplet_coherence=never,
                        progress=False)
+
+
+def test_the_same_call_runs_with_an_llm_judge_endpoint(tiny_model, planted_attribute, tmp_path):
+    """The TA@C comparison scored by an OpenAI-compatible judge (a scripted server on 127.0.0.1):
+    coherence falls with the answer's length, so the strength search has something to find."""
+    from test_llm_judge import FakeServer, Reply, completion
+    from workbench.llm_judge import LLMJudgeConfig, make_llm_judges
+
+    server = FakeServer()
+
+    def reply(body):
+        prompt = body["messages"][0]["content"]
+        answer = prompt.split("[Reply]\n")[1].split("\n[End of reply]")[0]
+        value = str(max(0, 100 - 4 * len(answer.split()))) if "for coherence only" in prompt else "70"
+        return Reply(body=completion(value, top={value: 0.9, "x": 0.1}))
+
+    server.default = reply
+    try:
+        judge_config = LLMJudgeConfig(base_url=server.url, model="judge-model", api_key="sk-SECRET",
+                                      cache_dir=tmp_path / "judge-cache", timeout_s=5, max_total_s=10)
+        attribute_judge, coherence_judge = make_llm_judges(judge_config, planted_attribute.description)
+        config = ExperimentConfig(n_train=4, n_heldout=2, max_new_tokens=6, steps=5, methods=("S-PSR",),
+                                  plus_prompt=None,
+                                  evaluation=EvalConfig(n_validation=2, n_test=2, max_new_tokens=6, max_steps=3,
+                                                        targets=(80.0,)))
+        result = run_experiment(tiny_model, config, tmp_path / "run", attribute=planted_attribute,
+                                attribute_judge=attribute_judge, coherence_judge=coherence_judge,
+                                triplet_coherence=ALWAYS, progress=False)
+    finally:
+        server.close()
+    assert server.n > 0
+    rows = result.results.set_index("method")
+    assert (rows["attribute"] == 70.0).all() and (rows["n_missing"] == 0).all()
+    assert result.meta["comparison"]["attribute_judge"] == f"llm_attribute@{server.url}/judge-model"
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".csv"):
+            assert "sk-SECRET" not in path.read_text()
+    assert not any("sk-SECRET" in p.read_text() for p in (tmp_path / "judge-cache").rglob("*") if p.is_file())

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,18 @@ def test_bad_inputs(tiny_model, tiny_pairs):
         extract_batch(tiny_model, [])
     with pytest.raises(IndexError, match="layer index 5 is out of range"):
         extract_batch(tiny_model, tiny_pairs, layers=[5])
+
+
+def test_pair_magnitudes_match_the_stored_table(tiny_model, tiny_pairs, tmp_path):
+    from workbench.deltas import extract_deltas, pair_magnitudes, token_magnitudes
+
+    store = extract_deltas(tiny_model, tiny_pairs, tmp_path / "s", dtype="float32", progress=False)
+    for kind in ("acc", "loc"):
+        stored = token_magnitudes(store, tiny_model.tokenizer, kind=kind)
+        direct = pair_magnitudes(tiny_model, tiny_pairs, kind=kind)
+        assert list(direct.columns) == list(stored.columns)
+        assert direct[["sample", "layer", "position", "token", "is_header"]].equals(
+            stored[["sample", "layer", "position", "token", "is_header"]])
+        assert np.allclose(direct["norm"], stored["norm"], rtol=1e-4, atol=1e-6)
+    first = direct[(direct["sample"] == 0) & (direct["layer"] == 0)]
+    assert first["is_header"].sum() == tiny_pairs[0].header_len and len(first) == tiny_pairs[0].span_len

@@ -9,6 +9,8 @@ import torch
 from workbench.attributes import load_attribute
 from workbench.demo import DemoConfig, run_demo
 from workbench.deltas import extract_deltas
+from workbench.evaluation import EvalConfig
+from workbench.experiment import ExperimentConfig
 from workbench.triplets import TripletConfig, build_triplets
 
 pytestmark = pytest.mark.integration
@@ -16,9 +18,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def pirate_run(embedded_model, tmp_path_factory):
+    """The demo end to end at a small size: 10 training and 6 held-out questions, three methods, a
+    short strength search on 4 validation and 4 test questions."""
     out = tmp_path_factory.mktemp("demo")
-    config = DemoConfig(attribute="pirate", n_questions=6, max_new_tokens=32, batch_size=6, heatmap_samples=2)
-    summary = run_demo(out, config, model=embedded_model, progress=False)
+    experiment = ExperimentConfig(attribute="pirate", n_train=10, n_heldout=6, max_new_tokens=32, batch_size=10,
+                                  steps=60, methods=("Const-DiM", "S-PSR", "A-PSR"),
+                                  evaluation=EvalConfig(n_validation=4, n_test=4, max_new_tokens=24, max_steps=4))
+    summary = run_demo(out, DemoConfig(experiment=experiment, heatmap_samples=2), model=embedded_model, progress=False)
     return out, summary
 
 
@@ -35,8 +41,25 @@ def test_demo_writes_csv_and_an_offline_report(pirate_run):
     assert len(table) == summary["tokens"] * 30
     assert (table["norm"] >= 0).all() and (table["rel_norm"] >= 0).all()
     page = (out / "index.html").read_text()
-    assert "<script" not in page and not re.search(r"(src|href)=['\"]?https?:", page)
+    assert not re.search(r"(src|href)=['\"]?https?:", page)  # nothing fetched: plotly.js is inline, once
+    assert page.count("Plotly.newPlot") == 3 and page.count("plotly.js v") == 1
     assert page.count('class="tok') > 100
+
+
+def test_demo_writes_the_ta_at_c_table_and_faithfulness_curves(pirate_run):
+    out, summary = pirate_run
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["method"]) == {"no steering", "prompt", "Const-DiM", "S-PSR", "A-PSR", "PSR + prompt"}
+    assert set(results["target"]) == {"C80", "Cp"} and (results["n"] == 4).all()
+    assert (results["attribute_lo"] <= results["attribute"]).all() and (results["attribute"] <= results["attribute_hi"]).all()
+    prompt = results[results["method"] == "prompt"].iloc[0]
+    plain = results[results["method"] == "no steering"].iloc[0]
+    assert prompt["attribute"] > plain["attribute"]  # the instruction steers the 135M model
+    faith = pd.read_csv(out / "faithfulness.csv").set_index(["method", "layer"])["rel_rmse"]
+    assert faith[("S-PSR", 14)] == pytest.approx(1.0, abs=1e-6)  # before its layer (15): untouched
+    assert faith[("S-PSR", 15)] < 1.0 and faith[("A-PSR", 15)] < 1.0  # both fit the prompt there
+    assert 0 < faith[("paraphrase", 29)] < 1.5
+    assert set(summary["results"]) == {"TA@C80", "TA@Cp"}
 
 
 def test_prompting_rewrites_a_few_tokens_hard(pirate_run):

@@ -29,9 +29,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="reports/demo", help="output directory (default: reports/demo)")
     demo.add_argument("--model", default=EMBEDDED_MODEL, help="model name (default: the embedded SmolLM2-135M)")
     demo.add_argument("--attribute", default="pirate", help="bundled attribute (see `workbench attributes`)")
-    demo.add_argument("--n-questions", type=int, default=24, help="training questions to sample (default 24)")
-    demo.add_argument("--max-new-tokens", type=int, default=48)
+    demo.add_argument("--n-questions", type=int, default=None, help="training questions (default: the config's, 60)")
+    demo.add_argument("--max-new-tokens", type=int, default=None, help="response length (default: the config's, 48)")
     demo.add_argument("--seed", type=int, default=0)
+
+    demo.add_argument("--full", action="store_true",
+                      help="the larger experiment (all questions, more methods; an hour or more on 2 cores)")
+    demo.add_argument("--no-evaluation", action="store_true",
+                      help="only the Delta_PS report: skip training and comparing the steering methods")
+
+    ev = sub.add_parser("evaluate", help="train every steering method on an attribute and write the TA@C table "
+                                         "and faithfulness curves (resumable)")
+    ev.add_argument("--attribute", default="pirate", help="bundled attribute (default: pirate)")
+    ev.add_argument("--out", default=None, help="run directory (default: runs/<attribute>)")
+    ev.add_argument("--model", default=EMBEDDED_MODEL)
+    ev.add_argument("--full", action="store_true", help="the larger configuration (see ExperimentConfig.full)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--layer", type=int, default=None, help="layer of single-layer methods (default: the middle)")
+    ev.add_argument("--methods", default=None,
+                    help="comma-separated, e.g. 'Const-DiM,Const-MSE,S-PSR,A-PSR,A-PSR r4' (default: the config's)")
+    ev.add_argument("--plus-prompt", default=None, help="the method also stacked on the prompt (default: A-PSR; 'none': no stacking)")
+    ev.add_argument("--n-train", type=int, default=None, help="training questions (default: the config's)")
+    ev.add_argument("--judge", default="offline", choices=["offline", "llm"],
+                    help="who scores attribute and coherence in the comparison (default: the offline judges)")
+    ev.add_argument("--judge-style", default="score", choices=["score", "rating"],
+                    help="LLM judge: 0-100 scores from log-probabilities, or AxBench 0/1/2 ratings")
+    ev.add_argument("--judge-base-url", default=None,
+                    help="OpenAI-compatible API root (else WORKBENCH_JUDGE_BASE_URL / OPENAI_BASE_URL); the API key "
+                         "is read only from WORKBENCH_JUDGE_API_KEY or OPENAI_API_KEY, never from the command line")
+    ev.add_argument("--judge-model", default=None, help="judge model name (else WORKBENCH_JUDGE_MODEL)")
 
     attrs = sub.add_parser("attributes", help="list the bundled attributes")
     attrs.add_argument("--verbose", action="store_true", help="also print instructions and question counts")
@@ -97,13 +123,19 @@ def _run(args: argparse.Namespace) -> int:
         import json
 
         from workbench.demo import DemoConfig, run_demo
+        from workbench.experiment import ExperimentConfig
 
-        config = DemoConfig(model=args.model, attribute=args.attribute, n_questions=args.n_questions,
-                            max_new_tokens=args.max_new_tokens, seed=args.seed)
+        make = ExperimentConfig.full if args.full else ExperimentConfig.quick
+        experiment = make(attribute=args.attribute, seed=args.seed,
+                          **({"n_train": args.n_questions} if args.n_questions is not None else {}),
+                          **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens is not None else {}))
+        config = DemoConfig(model=args.model, experiment=experiment, evaluate=not args.no_evaluation)
         summary = run_demo(args.out, config)
-        print(json.dumps(summary, indent=2))
+        print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
         print(f"report: {Path(args.out) / 'index.html'}")
         return 0
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "triplets":
         from workbench.models import load_model
         from workbench.triplets import TripletConfig, build_triplets, summarize
@@ -127,3 +159,60 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{store.n_tokens} tokens x {len(store.layers)} layers in {len(store.shards)} shards at {store.directory}")
         return 0
     raise AssertionError(args.command)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from workbench.attributes import load_attribute
+    from workbench.experiment import ExperimentConfig, run_experiment
+    from workbench.models import load_model
+
+    attribute = load_attribute(args.attribute)
+    overrides = {"attribute": attribute.name, "seed": args.seed, "layer": args.layer}
+    if args.methods is not None:
+        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if args.plus_prompt is None:  # keep the default stacking only where A-PSR is trained
+            overrides["plus_prompt"] = "A-PSR" if "A-PSR" in overrides["methods"] else None
+    if args.plus_prompt is not None:
+        overrides["plus_prompt"] = None if args.plus_prompt == "none" else args.plus_prompt
+    if args.n_train is not None:
+        overrides["n_train"] = args.n_train
+    config = (ExperimentConfig.full if args.full else ExperimentConfig.quick)(**overrides)
+    judges = {}
+    if args.judge == "llm":
+        from workbench.llm_judge import make_llm_judges
+
+        judge_config = _judge_config(args.judge_base_url, args.judge_model)
+        if judge_config is None:
+            raise ValueError("--judge llm needs an endpoint: set WORKBENCH_JUDGE_BASE_URL and WORKBENCH_JUDGE_MODEL "
+                             "(and WORKBENCH_JUDGE_API_KEY for a hosted API), or pass --judge-base-url and --judge-model")
+        judges = dict(zip(("attribute_judge", "coherence_judge"),
+                          make_llm_judges(judge_config, attribute.description, args.judge_style)))
+    out = Path(args.out or f"runs/{attribute.name}")
+    result = run_experiment(load_model(args.model), config, out, **judges)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(result.comparison.table().round(2).to_string(index=False))
+        faith = result.faithfulness.pivot(index="layer", columns="method", values="rel_rmse")
+        print("\nrelative RMSE to the prompt-steered activations (1 = no better than not steering):")
+        print(faith.iloc[:: max(1, len(faith) // 8)].round(3).to_string())
+    print(f"\ntables: {out / 'results.csv'}, {out / 'faithfulness.csv'}")
+    return 0
+
+
+def _judge_config(base_url: str | None, model: str | None):
+    """An LLM judge config from command-line values where given, else from the environment (the API
+    key only ever from the environment), or None when no endpoint is configured."""
+    import os
+
+    from workbench.llm_judge import LLMJudgeConfig
+
+    if base_url is None and model is None:
+        return LLMJudgeConfig.from_env()
+    env = os.environ
+    base_url = base_url or env.get("WORKBENCH_JUDGE_BASE_URL") or env.get("OPENAI_BASE_URL")
+    model = model or env.get("WORKBENCH_JUDGE_MODEL")
+    if not base_url or not model:
+        return None
+    return LLMJudgeConfig(base_url=base_url, model=model,
+                          api_key=env.get("WORKBENCH_JUDGE_API_KEY") or env.get("OPENAI_API_KEY"))

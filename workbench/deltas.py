@@ -93,6 +93,31 @@ def delta_norms(delta: torch.Tensor, base: torch.Tensor, eps: float = 1e-8) -> t
     return norm, norm / base.float().norm(dim=-1).clamp_min(eps)
 
 
+_MAGNITUDE_COLUMNS = ["sample", "layer", "position", "token_id", "is_header", "norm", "rel_norm"]
+
+
+def _magnitude_rows(sample: list[int], position: list[int], token_ids: list[int], header: dict[int, int],
+                    layers: Sequence[int], delta_and_base) -> list[pd.DataFrame]:
+    """One frame per layer; ``delta_and_base(layer)`` gives ``([tokens, d], [tokens, d])``."""
+    is_header = [p < header[s] for s, p in zip(sample, position)]
+    frames = []
+    for layer in layers:
+        norm, rel = delta_norms(*delta_and_base(layer))
+        frames.append(pd.DataFrame({
+            "sample": sample, "layer": layer, "position": position, "token_id": token_ids,
+            "is_header": is_header, "norm": norm.numpy(), "rel_norm": rel.numpy(),
+        }))
+    return frames
+
+
+def _finish_table(frames: list[pd.DataFrame], tokenizer) -> pd.DataFrame:
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=_MAGNITUDE_COLUMNS)
+    if tokenizer is not None:
+        vocab = {i: tokenizer.decode([i]) for i in set(table["token_id"].tolist())}
+        table.insert(4, "token", table["token_id"].map(vocab))
+    return table.sort_values(["sample", "layer", "position"], ignore_index=True)
+
+
 def token_magnitudes(
     store: DeltaStore, tokenizer=None, kind: str = "acc", layers: Sequence[int] | None = None
 ) -> pd.DataFrame:
@@ -107,19 +132,25 @@ def token_magnitudes(
     frames = []
     for shard in store.iter_shards(kinds=("base", kind), layers=layers):
         header = dict(zip(shard["sample_ids"].tolist(), shard["header_len"].tolist()))
-        sample = shard["sample"].tolist()
-        position = shard["position"].tolist()
-        is_header = [p < header[s] for s, p in zip(sample, position)]
-        token_ids = shard["token_ids"].tolist()
-        for layer in layers:
-            norm, rel = delta_norms(shard[(kind, layer)], shard[("base", layer)])
-            frames.append(pd.DataFrame({
-                "sample": sample, "layer": layer, "position": position, "token_id": token_ids,
-                "is_header": is_header, "norm": norm.numpy(), "rel_norm": rel.numpy(),
-            }))
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["sample", "layer", "position", "token_id", "is_header", "norm", "rel_norm"])
-    if tokenizer is not None:
-        vocab = {i: tokenizer.decode([i]) for i in set(table["token_id"].tolist())}
-        table.insert(4, "token", table["token_id"].map(vocab))
-    return table.sort_values(["sample", "layer", "position"], ignore_index=True)
+        frames += _magnitude_rows(shard["sample"].tolist(), shard["position"].tolist(), shard["token_ids"].tolist(),
+                                  header, layers, lambda l: (shard[(kind, l)], shard[("base", l)]))
+    return _finish_table(frames, tokenizer)
+
+
+def pair_magnitudes(model: LoadedModel, pairs: Sequence[AlignedPair], layers: Sequence[int] | None = None,
+                    kind: str = "acc") -> pd.DataFrame:
+    """:func:`token_magnitudes` of a few aligned triplets, computed in memory (no store).
+
+    Samples are numbered ``0..len(pairs)-1``; columns as :func:`token_magnitudes` with the
+    tokens decoded.
+    """
+    if kind not in ("acc", "loc"):
+        raise ValueError(f"kind must be 'acc' or 'loc', got {kind!r}")
+    layers = model.check_layers(layers)
+    with torch.no_grad():
+        acts = extract_batch(model, pairs, layers, local=kind == "loc")
+    delta = acts.acc if kind == "acc" else acts.loc
+    header = {i: int(h) for i, h in enumerate(acts.header_len.tolist())}
+    frames = _magnitude_rows(acts.sample.tolist(), acts.position.tolist(), acts.token_ids.tolist(), header, layers,
+                             lambda l: (delta[layers.index(l)], acts.base[layers.index(l)]))
+    return _finish_table(frames, model.tokenizer)

@@ -1,41 +1,47 @@
-"""The main job (``make demo``): triplets -> Delta_PS -> a report that opens offline.
+"""The main job (``make demo``): triplets -> Delta_PS -> steerers -> TA@C and faithfulness -> a report.
 
-On the embedded model and a default attribute: sample a small set of prompt-steered triplets,
-extract the accumulated and local Delta_PS at every layer, and write to ``reports/demo/``:
+On the embedded model and a default attribute (:class:`~workbench.experiment.ExperimentConfig`
+sizes: ``quick`` by default, ``full`` with ``--full``), write to ``reports/demo/``:
 
-- ``index.html``: a self-contained page with per-token heat maps of ``||Delta_PS||`` for a few
-  responses at a few layers, the spread of magnitudes per layer, and the triplets;
+- ``index.html``: a self-contained page (opens offline) with per-token heat maps of
+  ``||Delta_PS||`` for a few responses at a few layers, the spread of magnitudes per layer, the
+  TA@C80 / TA@Cp bars, the attribute-vs-coherence curves and the faithfulness curves, and the
+  triplets;
 - ``delta_tokens.csv``: ``sample, layer, position, token, norm, rel_norm`` for every span token;
-- ``triplets/`` and ``deltas/``: the stored triplets and activation shards (resumable).
+- ``results.csv`` (the TA@C table with bootstrap CIs), ``faithfulness.csv`` (``method, layer,
+  rel_rmse``), ``sweep.csv`` and ``samples.csv`` (every evaluation and answer);
+- ``triplets/``, ``heldout/``, ``deltas/``, ``steerers/``, ``evaluations/``: the stored run, from
+  which a second ``make demo`` resumes.
 """
 
 from __future__ import annotations
 
+import html
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.attributes import load_attribute
-from workbench.deltas import extract_deltas, token_magnitudes
-from workbench.models import EMBEDDED_MODEL, LoadedModel, load_model
-from workbench.report import dataframe_html, legend_html, token_heatmap_html, write_html
 from workbench.atomic import atomic_write_bytes, atomic_write_json
-from workbench.triplets import TripletConfig, build_triplets, summarize
+from workbench.attributes import load_attribute
+from workbench.deltas import token_magnitudes
+from workbench.experiment import ExperimentConfig, ExperimentResult, prepare_data, run_experiment
+from workbench.models import EMBEDDED_MODEL, LoadedModel, load_model
+from workbench.report import dataframe_html, figure_html, legend_html, token_heatmap_html, write_html
+from workbench.triplets import summarize
 
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The demo: which model, the experiment's sizes, how many heat maps, and whether to go past
+    Delta_PS to training and comparing the steering methods (``evaluate``)."""
+
     model: str = EMBEDDED_MODEL
-    attribute: str = "pirate"
-    n_questions: int = 24
-    max_new_tokens: int = 48
-    seed: int = 0
-    batch_size: int = 12
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig.quick)
     heatmap_samples: int = 3
-    dtype: str = "float16"
+    evaluate: bool = True
 
 
 def spread_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -67,18 +73,12 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    attribute = load_attribute(config.attribute)
+    experiment = config.experiment
+    attribute = load_attribute(experiment.attribute)
     model = model or load_model(config.model)
-    triplet_config = TripletConfig(split="train", n_questions=config.n_questions, max_new_tokens=config.max_new_tokens,
-                                   seed=config.seed, batch_size=config.batch_size)
-    triplets = build_triplets(model, attribute, out / "triplets", triplet_config, progress=progress)
-    kept = triplets.kept
-    if kept.empty:
-        raise RuntimeError(f"no successful prompt-steered samples for {attribute.name!r}; nothing to extract")
+    data = prepare_data(model, attribute, out, experiment, progress=progress)
+    triplets, store, kept = data.triplets, data.store, data.triplets.kept
     t1 = time.perf_counter()
-    store = extract_deltas(model, triplets.pairs(model.tokenizer), out / "deltas", batch_size=8,
-                           dtype=config.dtype, progress=progress)
-    t2 = time.perf_counter()
     table = token_magnitudes(store, model.tokenizer, kind="acc")
     csv = table[["sample", "layer", "position", "token", "norm", "rel_norm"]].to_csv(index=False, float_format="%.6g")
     atomic_write_bytes(out / "delta_tokens.csv", csv.encode("utf-8"))
@@ -87,11 +87,18 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
     layers = shown_layers(model.n_layers)
     spread = spread_table(table)
     summary = {
-        "model": model.model_id, "attribute": attribute.name, "config": asdict(config),
+        "model": model.model_id, "attribute": attribute.name, "config": experiment.to_dict(),
         **summarize(triplets), "tokens": int(store.n_tokens), "layers": model.n_layers,
-        "seconds_triplets": round(t1 - t0, 1), "seconds_extraction": round(t2 - t1, 1),
+        "seconds_data": round(t1 - t0, 1),
         "median_p90_over_p10": float(spread["p90_over_p10"].median()),
     }
+    result = None
+    if config.evaluate:
+        result = run_experiment(model, experiment, out, attribute=attribute, progress=progress)
+        summary["seconds_experiment"] = result.meta["seconds"]
+        summary["results"] = _result_lines(result)
+    summary["seconds_total"] = round(time.perf_counter() - t0, 1)
+
     sections = [_intro_html(summary, attribute), legend_html()]
     for sample in range(min(config.heatmap_samples, len(kept))):
         row = kept.iloc[sample]
@@ -103,6 +110,8 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
     sections.append("<h2>How unevenly are tokens rewritten?</h2><p>Per layer, over response tokens of all "
                     "kept samples: the 90th / 10th percentile ratio of ||Delta_PS|| and the largest value over the median.</p>")
     sections.append(dataframe_html(spread))
+    if result is not None:
+        sections += _experiment_html(result)
     sections.append("<h2>The triplets</h2>")
     sections.append(dataframe_html(triplets.table[["question", "instruction", "response", "attr_score", "coh_score", "kept"]]))
     write_html(out / "index.html", f"Delta_PS demo: {attribute.name}", sections)
@@ -110,9 +119,52 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
     return summary
 
 
-def _intro_html(summary: dict, attribute) -> str:
-    import html
+def _result_lines(result: ExperimentResult) -> dict:
+    """``{"TA@C80": {method: "attr [lo, hi] at alpha"}, ...}``: the table in a line per method."""
+    out = {}
+    for target, part in result.results.groupby("target", sort=False):
+        out[f"TA@{target}"] = {
+            row.method: (f"{row.attribute:.1f} [{row.attribute_lo:.1f}, {row.attribute_hi:.1f}]"
+                         + ("" if np.isnan(row.alpha) else f" at alpha {row.alpha:.3g}")
+                         + ("" if row.reached else " (target not reached)"))
+            for row in part.itertuples()}
+    return out
 
+
+def _experiment_html(result: ExperimentResult) -> list[str]:
+    from workbench.plotting import coherence_tradeoff, faithfulness_curves, results_bars
+
+    meta, comparison = result.meta, result.comparison
+    targets = comparison.meta["targets"]
+    sweep = comparison.sweep[comparison.sweep["split"] == "validation"]
+    c80 = result.results[result.results["target"] == "C80"] if "C80" in targets else result.results
+    sections = [
+        "<h2>Steering at equal coherence</h2>",
+        f"<p>Each steerer was trained on the {meta['n_train_kept']} kept training triplets "
+        f"({meta['n_train_tokens']} span tokens); single-layer methods act at layer {meta['single_layer']}. "
+        f"On {comparison.meta['n_validation']} validation questions, bisection found for each method the strongest "
+        f"<i>alpha</i> whose mean coherence is the target (80, and the prompt's own coherence C<sub>p</sub> = "
+        f"{targets.get('Cp', float('nan')):.1f}); the attribute score at that alpha on "
+        f"{comparison.meta['n_test']} test questions is TA@C80 / TA@C<sub>p</sub> (95% bootstrap intervals). "
+        "Judges: " + html.escape(f"{comparison.meta['attribute_judge']} (attribute), "
+                                 f"{comparison.meta['coherence_judge']} (coherence)") + ".</p>",
+        figure_html(results_bars(result.results, title="Attribute score at equal coherence"), first=True),
+        figure_html(coherence_tradeoff(sweep, results=c80, target=80.0,
+                                       title="Attribute vs coherence as alpha grows (validation)"), first=False),
+        dataframe_html(comparison.table().drop(columns=["reached"])),
+        "<h2>Faithfulness: how closely each method tracks the prompt</h2>",
+        f"<p>On {meta['n_heldout_kept']} held-out triplets (test questions), teacher-forced on the prompt-steered "
+        "answer: per layer, ||A<sub>l</sub><sup>method</sup>(x y') − A<sub>l</sub>(x' y')|| / "
+        "||A<sub>l</sub>(x y') − A<sub>l</sub>(x' y')||. 1 is no better than not steering, 0 is the prompt itself; "
+        "the paraphrase curve is the same instruction in other words"
+        + (f" (<i>{html.escape(meta['paraphrase'])}</i>)" if meta.get("paraphrase") else "") + ".</p>",
+        figure_html(faithfulness_curves(result.faithfulness, title="Relative RMSE to the prompt-steered activations"),
+                    first=False),
+    ]
+    return sections
+
+
+def _intro_html(summary: dict, attribute) -> str:
     return (
         f"<h1>Which tokens does the instruction rewrite?</h1>"
         f"<p class='sub'>{html.escape(summary['model'])} · attribute <b>{html.escape(attribute.name)}</b> · "
@@ -130,8 +182,6 @@ def _intro_html(summary: dict, attribute) -> str:
 
 
 def _sample_html(row, sample: int) -> str:
-    import html
-
     return (
         f"<h2>Sample {sample}</h2><table><tr><th>question (x)</th><td>{html.escape(row.question)}</td></tr>"
         f"<tr><th>instruction (x' adds)</th><td>{html.escape(row.instruction)}</td></tr>"

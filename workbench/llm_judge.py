@@ -873,3 +873,25 @@ class RatingJudge(_LLMJudgeBase):
         if not response.strip():
             return Score(0.0, "empty response")
         return self.rate(question, response).as_score()
+
+
+JUDGE_STYLES = ("score", "rating")
+
+
+def make_llm_judges(config: LLMJudgeConfig, attribute: str, style: str = "score") -> tuple[_LLMJudgeBase, ScoreJudge]:
+    """The (attribute judge, coherence judge) pair of an evaluation run on an LLM endpoint.
+
+    ``style="score"``: persona-style 0-100 scores for both, read from the first token's
+    log-probabilities (:class:`ScoreJudge`). ``style="rating"``: the attribute side is AxBench's
+    harmonic mean of the concept, instruction and fluency ratings (:class:`RatingJudge`); coherence
+    stays a 0-100 score, so that the strength search has a coherence target to aim at.
+
+    Args:
+        attribute: a description of the attribute in words (e.g. the bundled attribute's
+            ``description``), which the rubric shows the judge.
+    """
+    if style not in JUDGE_STYLES:
+        raise ValueError(f"unknown judge style {style!r}; expected one of {JUDGE_STYLES}")
+    if style == "score":
+        return ScoreJudge(config, attribute=attribute), ScoreJudge(config)
+    return RatingJudge(config, concept=attribute), ScoreJudge(config)

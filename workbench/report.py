@@ -1,9 +1,10 @@
 """Self-contained HTML reports: per-token heat maps of ||Delta_PS|| that open offline.
 
-Plain HTML and CSS, no script and no CDN: each token is a ``<span>`` whose background encodes the
+The heat maps are plain HTML and CSS: each token is a ``<span>`` whose background encodes the
 value on a log scale (one scale per layer, since residual norms grow with depth), with a tooltip
-giving the token, its span position and the value. Every string that came from the model or the
-data is escaped.
+giving the token, its span position and the value. Plotly figures (:func:`figure_html`) carry
+plotly.js inline, once per page, never from a CDN, so a page still opens with no network. Every
+string that came from the model or the data is escaped.
 """
 
 from __future__ import annotations
@@ -125,6 +126,11 @@ def dataframe_html(frame: pd.DataFrame, float_format: str = "{:.3g}") -> str:
                 cells.append(f"<td>{html.escape(str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def figure_html(fig, *, first: bool) -> str:
+    """A plotly figure as an HTML fragment; ``first=True`` inlines plotly.js (do it once per page)."""
+    return fig.to_html(full_html=False, include_plotlyjs=True if first else False, config={"displaylogo": False})
 
 
 def html_page(title: str, sections: Sequence[str]) -> str:

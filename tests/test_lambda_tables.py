@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from workbench.generation import SamplingConfig, generate_answers
+from workbench.lambda_tables import generation_lambda_table, lambda_frame, pair_lambda_table
+from workbench.steering import TrainConfig, lambdas, train_steerer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def psr(tiny_model):
+    from conftest import make_tiny_pairs
+
+    return train_steerer("psr-mse", tiny_model, 1.0, layers=None, pairs=make_tiny_pairs(tiny_model), rank=2,
+                         config=TrainConfig(steps=20), progress=False)
+
+
+def test_generation_table_holds_every_layer_token_and_component(tiny_model, psr):
+    (answer,) = generate_answers(tiny_model, ["Why is the sky blue?"], steerers=[(psr, 1.0)],
+                                 config=SamplingConfig(max_new_tokens=5, temperature=0), progress=False)
+    table = generation_lambda_table(answer, tiny_model.tokenizer, layers=psr.layers)
+    n_tokens = answer.header_len + len(answer.ids)
+    assert len(table) == len(psr.layers) * n_tokens * psr.rank
+    one = table[(table["layer"] == psr.layers[-1]) & (table["component"] == 1)].sort_values("position")
+    assert torch.allclose(torch.tensor(one["lambda"].tolist()), answer.lambdas[0][-1, :, 1])
+    assert one["is_header"].sum() == answer.header_len
+    assert one["token_id"].tolist()[answer.header_len:] == answer.ids
+    with pytest.raises(IndexError, match="steerer_index 1"):
+        generation_lambda_table(answer, tiny_model.tokenizer, steerer_index=1)
+
+
+def test_pair_table_is_the_teacher_forced_read_out(tiny_model, tiny_pairs, psr):
+    pair = tiny_pairs[0]
+    table = pair_lambda_table(tiny_model, psr, pair, alpha=0.5)
+    expected = lambdas(tiny_model, psr, pair, alpha=0.5)
+    got = torch.tensor(table.sort_values(["layer", "position", "component"])["lambda"].tolist()).view(expected.shape)
+    assert torch.allclose(got, expected)
+    assert sorted(table["layer"].unique()) == list(psr.layers)
+
+
+def test_unsteered_answer_and_shape_mismatch_are_refused(tiny_model):
+    (answer,) = generate_answers(tiny_model, ["Hi"], config=SamplingConfig(max_new_tokens=2, temperature=0),
+                                 progress=False)
+    with pytest.raises(ValueError, match="without a steerer"):
+        generation_lambda_table(answer, tiny_model.tokenizer)
+    with pytest.raises(ValueError, match="does not match 2 layers x 3 tokens"):
+        lambda_frame(torch.zeros(2, 4, 1), [0, 1], [5, 6, 7], 1, tiny_model.tokenizer)
