@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.workbench-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv demo test test-fast lab bench clean-cache
+.PHONY: venv demo demo-full test test-fast test-notebooks notebooks figures lab bench clean-cache
 
 venv: $(STAMP)
 
@@ -24,8 +24,29 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m workbench demo --out reports/demo
 
+demo-full: $(STAMP)
+	$(PY) -m workbench demo --full --out reports/demo-full
+
+# Unit and integration tests, then every notebook under nbval (stored outputs compared).
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1200
+
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests notebooks $(NBVAL)
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest notebooks $(NBVAL)
+
+# Update each notebook from its py:percent script and re-execute it top to bottom in a fresh kernel.
+notebooks: $(STAMP)
+	cd notebooks && for script in [0-9][0-9]_*.py; do \
+		../$(VENV)/bin/jupytext --to ipynb --update "$$script" && \
+		../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 \
+			"$${script%.py}.ipynb" && ../$(VENV)/bin/jupytext --sync "$${script%.py}.ipynb" || exit 1; \
+	done
+
+# The paper figures (PNG, SVG, PDF) from the demo run into figures/; needs a Chrome/Chromium for kaleido.
+figures: $(STAMP)
+	$(PY) -m workbench figures --run reports/demo --out figures
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not integration"

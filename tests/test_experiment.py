@@ -133,3 +133,10 @@ def test_the_same_call_runs_with_an_llm_judge_endpoint(tiny_model, planted_attri
         if path.is_file() and path.suffix in (".json", ".csv"):
             assert "sk-SECRET" not in path.read_text()
     assert not any("sk-SECRET" in p.read_text() for p in (tmp_path / "judge-cache").rglob("*") if p.is_file())
+
+
+def test_config_round_trips_through_its_dict():
+    for config in (ExperimentConfig.quick(layer=7), ExperimentConfig.full()):
+        assert ExperimentConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown experiment setting"):
+        ExperimentConfig.from_dict({**ExperimentConfig().to_dict(), "lr": 1.0})

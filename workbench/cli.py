@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "is read only from WORKBENCH_JUDGE_API_KEY or OPENAI_API_KEY, never from the command line")
     ev.add_argument("--judge-model", default=None, help="judge model name (else WORKBENCH_JUDGE_MODEL)")
 
+    figs = sub.add_parser("figures", help="write the paper figures of a run (HTML, and PNG/SVG/PDF through kaleido)")
+    figs.add_argument("--run", default="reports/demo", help="a run directory written by `demo` or `evaluate`; "
+                                                            "run there first if it holds no results")
+    figs.add_argument("--out", default="figures")
+    figs.add_argument("--model", default=EMBEDDED_MODEL)
+    figs.add_argument("--formats", default="png,svg,pdf", help="static formats ('' for HTML only)")
+
     attrs = sub.add_parser("attributes", help="list the bundled attributes")
     attrs.add_argument("--verbose", action="store_true", help="also print instructions and question counts")
 
@@ -136,6 +143,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "figures":
+        return _figures(args)
     if args.command == "triplets":
         from workbench.models import load_model
         from workbench.triplets import TripletConfig, build_triplets, summarize
@@ -197,6 +206,33 @@ def _evaluate(args: argparse.Namespace) -> int:
         print("\nrelative RMSE to the prompt-steered activations (1 = no better than not steering):")
         print(faith.iloc[:: max(1, len(faith) // 8)].round(3).to_string())
     print(f"\ntables: {out / 'results.csv'}, {out / 'faithfulness.csv'}")
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    import json
+
+    from workbench.experiment import ExperimentConfig, run_experiment
+    from workbench.figures import paper_figures, write_figures
+    from workbench.models import load_model
+
+    run = Path(args.run)
+    meta_path = run / "experiment.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{run} holds no experiment ({meta_path.name} is missing): run `make demo` or "
+                                f"`workbench evaluate --out {run}` first")
+    meta = json.loads(meta_path.read_text())
+    model = load_model(args.model)
+    if meta.get("model") != model.model_id:
+        raise ValueError(f"{run} was made with {meta.get('model')!r}, not {model.model_id!r}; pass --model")
+    result = run_experiment(model, ExperimentConfig.from_dict(meta["config"]), run)  # everything stored is reused
+    formats = [f for f in args.formats.split(",") if f.strip()]
+    written, problem = write_figures(paper_figures(model, result), args.out, formats)
+    for path in written:
+        print(path)
+    if problem:
+        print(f"\nonly the HTML figures were written: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 

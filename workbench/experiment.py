@@ -152,6 +152,19 @@ class ExperimentConfig:
         model.check_layers([layer])
         return layer
 
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "ExperimentConfig":
+        """The inverse of :meth:`to_dict` (e.g. from a run's ``experiment.json``)."""
+        values = dict(values)
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown experiment setting(s) {unknown}: written by another version of the workbench?")
+        evaluation = dict(values.pop("evaluation", {}))
+        if "targets" in evaluation:
+            evaluation["targets"] = tuple(evaluation["targets"])
+        return cls(**{**values, "methods": tuple(values.get("methods", cls.methods)),
+                      "evaluation": EvalConfig(**evaluation)})
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["evaluation"] = {**asdict(self.evaluation), "targets": list(self.evaluation.targets)}
