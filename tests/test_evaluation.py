@@ -173,3 +173,22 @@ def test_evaluations_are_kept_on_disk_and_reused(tiny_model, attribute, monkeypa
     compare_methods(tiny_model, attribute, {"s": FakeSteerer(2.0)}, config, coherence_judge=COHERENCE,
                     progress=False, cache_dir=tmp_path)
     assert len(calls) > n_first
+
+
+def test_alpha_zero_shares_the_unsteered_answers(tiny_model, attribute, monkeypatch):
+    calls = []
+
+    def counting(model, questions, *, instruction=None, steerers=(), **kwargs):
+        calls.append((instruction is not None, tuple(a for _, a in steerers)))
+        return planted_answers(model, questions, instruction=instruction, steerers=steerers, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate_answers", counting)
+    config = EvalConfig(n_validation=3, n_test=3, targets=(80.0, "prompt"), tol=0.5)
+    comparison = compare_methods(tiny_model, attribute, {"a": FakeSteerer(1.0), "b": FakeSteerer(2.0)}, config,
+                                 coherence_judge=COHERENCE, plus_prompt="a", progress=False)
+    unsteered = [c for c in calls if c[1] == ()]
+    # no steering and prompt, on validation and test: four runs, whatever the number of methods at alpha 0
+    assert sorted(unsteered) == [(False, ()), (False, ()), (True, ()), (True, ())]
+    sweep = comparison.sweep
+    at_zero = sweep[(sweep["alpha"] == 0) & (sweep["split"] == "validation")].set_index("method")["coherence"]
+    assert at_zero["a"] == at_zero["b"] == 95.0 and at_zero["PSR + prompt"] == at_zero["prompt"] == 85.0

@@ -67,7 +67,8 @@ def test_a_tiny_experiment_end_to_end_and_resumed(tiny_model, planted_attribute,
     assert set(result.results["method"]) == {"no steering", "prompt", "Const-DiM", "S-PSR", "A-PSR", "PSR + prompt"}
     assert result.meta["single_layer"] == 1 and result.meta["n_train_kept"] == 6
     faith = result.faithfulness.set_index(["method", "layer"])["rel_rmse"]
-    assert set(result.faithfulness["method"]) == {"no steering", "Const-DiM", "S-PSR", "A-PSR", "paraphrase"}
+    assert set(result.faithfulness["method"]) == {"no steering", "Const-DiM", "S-PSR", "A-PSR", "paraphrase",
+                                                  "Const-DiM @C50", "S-PSR @C50", "A-PSR @C50"}
     # single-layer methods act at layer 1: layer 0 is untouched (exactly "no steering")
     assert faith[("S-PSR", 0)] == pytest.approx(1.0, abs=1e-6) and faith[("Const-DiM", 0)] == pytest.approx(1.0, abs=1e-6)
     # the all-layer fit moves layer 0 towards the prompt (its local delta there is the accumulated one)

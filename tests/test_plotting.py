@@ -374,3 +374,12 @@ def test_export_failure_leaves_no_half_file(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="eps"):
         P.export_figure(small_figure(), tmp_path / "fig", formats=("eps",))
+
+
+def test_faithfulness_curves_draw_a_steerer_in_use_dotted_in_its_colour():
+    df = pd.DataFrame(dict(method=["S-PSR", "S-PSR", "S-PSR @C80", "S-PSR @C80"], layer=[0, 1, 0, 1],
+                           rel_rmse=[1.0, 0.8, 1.0, 1.6]))
+    fig = P.faithfulness_curves(df)
+    lines = {t.name: t.line for t in fig.data}
+    assert lines["S-PSR @C80"].color == lines["S-PSR"].color == P.METHOD_COLORS["S-PSR"]
+    assert lines["S-PSR @C80"].dash == "dot" and lines["S-PSR"].dash == "solid"

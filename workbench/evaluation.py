@@ -227,7 +227,8 @@ class Evaluator:
             "validation": self._questions("validation", config.n_validation),
             "test": self._questions("test", config.n_test),
         }
-        self._cache: dict[tuple[str, float, str], pd.DataFrame] = {}
+        self._cache: dict[tuple[str, float, str], pd.DataFrame] = {}  # by (method name, alpha, split)
+        self._runs: dict[tuple, pd.DataFrame] = {}  # the generations behind them, shared where identical
         self._names: dict[str, Method] = {}
 
     def _questions(self, split: str, n: int | None) -> tuple[str, ...]:
@@ -250,16 +251,27 @@ class Evaluator:
         alpha = float(alpha) if method.has_knob else 0.0
         key = (method.name, alpha, split)
         if key not in self._cache:
+            if method.has_knob and alpha != 0:
+                frame = self._load_or_run(method, alpha, split)
+            else:  # no steerer acting (alpha 0 is exactly the unsteered model): one run shared by every method
+                frame = self._load_or_run(Method("prompt" if method.prompt else "no steering", prompt=method.prompt),
+                                          0.0, split)
+            self._cache[key] = frame.assign(method=method.name, alpha=alpha)
+        return self._cache[key]
+
+    def _load_or_run(self, method: Method, alpha: float, split: str) -> pd.DataFrame:
+        key = (method.name, method.prompt, alpha, split)
+        if key not in self._runs:
             path = self._disk_path(method, alpha, split)
             if path is not None and path.is_file():
-                self._cache[key] = pd.read_parquet(path)
+                self._runs[key] = pd.read_parquet(path)
             else:
-                self._cache[key] = self._run(method, alpha, split)
+                self._runs[key] = self._run(method, alpha, split)
                 if path is not None:
                     buffer = io.BytesIO()
-                    self._cache[key].to_parquet(buffer, index=False)
+                    self._runs[key].to_parquet(buffer, index=False)
                     atomic_write_bytes(path, buffer.getvalue())
-        return self._cache[key]
+        return self._runs[key]
 
     def _disk_path(self, method: Method, alpha: float, split: str) -> Path | None:
         """Where an evaluation is kept on disk: named by everything that determines its answers

@@ -14,7 +14,8 @@ resumed when it is there already (triplets, delta shards, steerers and every jud
    validation coherence is 80 (TA@C80) and the prompt's own (TA@Cp), on the test questions;
 4. **faithfulness** (:func:`workbench.faithfulness.faithfulness`): relative RMSE per layer on the
    held-out triplets, each steerer at each triplet's soft label (the strength it was trained to
-   match the prompt at; Const-DiM, the plain mean delta, at 1), and the paraphrase reference.
+   match the prompt at; Const-DiM, the plain mean delta, at 1), again at the strength its TA@C80
+   search chose (rows ``"<name> @C80"``: the steerer as it is used), and the paraphrase reference.
 
 Everything is seeded by ``config.seed``; the offline judges are the default, and any judge
 (:mod:`workbench.llm_judge`) can take their place.
@@ -327,6 +328,14 @@ def faithfulness_strengths(steerers: Mapping[str, object], labels: Sequence[floa
     return out
 
 
+def strengths_in_use(steerers: Mapping[str, object], results: pd.DataFrame, target: str = "C80") -> dict[str, tuple]:
+    """``{"<name> @C80": (steerer, alpha)}``: each steerer at the strength the TA@C search chose for
+    ``target``, i.e. as it is used to steer, which may be far from the strength it was trained at."""
+    rows = results[(results["target"] == target) & results["method"].isin(list(steerers))]
+    return {f"{row.method} @{target}": (steerers[row.method], float(row.alpha)) for row in rows.itertuples()
+            if pd.notna(row.alpha)}
+
+
 def run_experiment(
     model: LoadedModel,
     config: ExperimentConfig = ExperimentConfig(),
@@ -365,8 +374,11 @@ def run_experiment(
                                  coherence_judge=coherence_judge, progress=progress, cache_dir=directory / "evaluations")
     times["comparison"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    faith = faithfulness(model, data.heldout_pairs, faithfulness_strengths(steerers, data.heldout_labels),
-                         paraphrase=data.paraphrase_pairs)
+    measured = faithfulness_strengths(steerers, data.heldout_labels)
+    numeric = [label for label in comparison.meta["targets"] if label != "Cp"]
+    if numeric:
+        measured.update(strengths_in_use(steerers, comparison.results, numeric[0]))
+    faith = faithfulness(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs)
     times["faithfulness"] = time.perf_counter() - t0
     meta = {
         "version": EXPERIMENT_VERSION, "model": model.model_id, "attribute": attribute.name,

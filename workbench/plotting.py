@@ -472,19 +472,25 @@ def faithfulness_curves(df: pd.DataFrame, reference: str = "paraphrase", title: 
     Args:
         df: columns ``method, layer, rel_rmse``; optional ``rel_rmse_lo, rel_rmse_hi`` draw a band.
         reference: the method drawn dashed (the paraphrased-instruction baseline).
+            Rows of ``"<method> @C80"`` (a steerer at the strength it steers with) are drawn dotted
+            in ``<method>``'s colour.
 
     A horizontal line at 1.0 marks "no steering" (1 = no closer to the prompt than the unsteered
     model, 0 = identical to it).
     """
     what = "faithfulness_curves"
     _require(df, ["method", "layer", "rel_rmse"], what)
-    colours = method_colors(_method_order(df["method"]))
+    # "<method> @C80" (the steerer at the strength it steers with) shares its method's colour, dotted
+    base = {m: re.sub(r" @C\w+$", "", str(m)) for m in pd.unique(df["method"])}
+    colours = method_colors(_method_order(base.values()))
+    colours = {m: colours[b] for m, b in base.items()}
     bands = {"rel_rmse_lo", "rel_rmse_hi"} <= set(df.columns)
     fig = go.Figure()
     for method in _method_order(df["method"]):
         part = df[df["method"] == method].sort_values("layer")
         x, y = part["layer"].to_numpy(), _numeric(part, "rel_rmse", what)
         dashed = _key(method) == _key(reference)
+        dotted = base[method] != method
         if bands:
             lo, hi = _numeric(part, "rel_rmse_lo", what), _numeric(part, "rel_rmse_hi", what)
             ok = ~(np.isnan(lo) | np.isnan(hi))
@@ -495,7 +501,8 @@ def faithfulness_curves(df: pd.DataFrame, reference: str = "paraphrase", title: 
                     legendgroup=str(method), showlegend=False, hoverinfo="skip", name=f"{method} CI"))
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines+markers", name=str(method), legendgroup=str(method),
-            line=dict(color=colours[method], width=2.5, dash="dash" if dashed else "solid"),
+            line=dict(color=colours[method], width=2.5 if not dotted else 1.8,
+                      dash="dash" if dashed else "dot" if dotted else "solid"),
             marker=dict(size=5), hovertemplate=f"{html.escape(str(method))}<br>layer %{{x}}<br>"
                                                "relative RMSE %{y:.3f}<extra></extra>"))
     fig.add_hline(y=1.0, line=dict(color=METHOD_COLORS["no steering"], dash="dot", width=1.5),
