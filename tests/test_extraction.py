@@ -102,3 +102,24 @@ def test_pair_magnitudes_match_the_stored_table(tiny_model, tiny_pairs, tmp_path
         assert np.allclose(direct["norm"], stored["norm"], rtol=1e-4, atol=1e-6)
     first = direct[(direct["sample"] == 0) & (direct["layer"] == 0)]
     assert first["is_header"].sum() == tiny_pairs[0].header_len and len(first) == tiny_pairs[0].span_len
+
+
+def test_token_kinds_join_subwords_into_words():
+    import pandas as pd
+
+    from workbench.deltas import magnitude_by_kind, token_kinds
+
+    tokens = ["<|im_start|>", "assistant", "\n", "Ar", "r", ",", " mat", "ey", "!", " the", " sea", "."]
+    rows = [dict(sample=0, layer=layer, position=i, token=t, is_header=i < 3, rel_norm=float(i + 1) * (layer + 1))
+            for layer in (0, 1) for i, t in enumerate(tokens)]
+    table = pd.DataFrame(rows)
+    kinds = token_kinds(table, ["matey", "arr", "sea dog"])
+    first = kinds[table["layer"] == 0].tolist()
+    assert first == ["assistant header"] * 3 + ["first response token", "attribute word", "punctuation",
+                                                 "attribute word", "attribute word", "punctuation", "other word",
+                                                 "other word", "punctuation"]
+    by_kind = magnitude_by_kind(table, ["matey", "arr"]).set_index(["layer", "kind"])
+    assert by_kind.loc[(0, "attribute word"), "n"] == 3
+    assert by_kind.loc[(0, "attribute word"), "median"] == 7.0  # positions 4, 6, 7 -> values 5, 7, 8
+    # x_median: relative to the layer's median over response tokens (positions 3..11 -> values 4..12, median 8)
+    assert by_kind.loc[(0, "attribute word"), "x_median"] == pytest.approx(7.0 / 8.0)

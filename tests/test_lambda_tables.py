@@ -46,3 +46,16 @@ def test_unsteered_answer_and_shape_mismatch_are_refused(tiny_model):
         generation_lambda_table(answer, tiny_model.tokenizer)
     with pytest.raises(ValueError, match="does not match 2 layers x 3 tokens"):
         lambda_frame(torch.zeros(2, 4, 1), [0, 1], [5, 6, 7], 1, tiny_model.tokenizer)
+
+
+def test_lambda_vs_delta_on_every_layer(tiny_model, tiny_pairs, psr):
+    import math
+
+    from workbench.lambda_tables import lambda_vs_delta
+
+    table = lambda_vs_delta(tiny_model, psr, tiny_pairs)
+    n_response = sum(p.span_len - p.header_len for p in tiny_pairs)
+    assert table["layer"].tolist() == list(psr.layers) and (table["n_tokens"] == n_response).all()
+    assert table["spearman"].between(-1, 1).all()
+    dim = train_steerer("const-dim", tiny_model, 1.0, layers=1, pairs=tiny_pairs, progress=False)
+    assert math.isnan(lambda_vs_delta(tiny_model, dim, tiny_pairs)["spearman"].iloc[0])

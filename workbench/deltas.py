@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -154,3 +155,73 @@ def pair_magnitudes(model: LoadedModel, pairs: Sequence[AlignedPair], layers: Se
     frames = _magnitude_rows(acts.sample.tolist(), acts.position.tolist(), acts.token_ids.tolist(), header, layers,
                              lambda l: (delta[layers.index(l)], acts.base[layers.index(l)]))
     return _finish_table(frames, model.tokenizer)
+
+
+TOKEN_KINDS = ("assistant header", "first response token", "attribute word", "punctuation", "other word")
+_PUNCT = re.compile(r"^[\W_]+$")
+
+
+def token_kinds(table: pd.DataFrame, attribute_words: Iterable[str]) -> pd.Series:
+    """The kind of each row's token (one of :data:`TOKEN_KINDS`), for "which tokens move most".
+
+    Tokens are joined into words per sample (a token opening with whitespace, or a punctuation
+    token, starts a new word); a token belongs to an ``attribute word`` when its whole word, lower
+    case and without punctuation, is one of ``attribute_words`` (e.g. the pirate judge's lexicon).
+
+    Args:
+        table: rows with ``sample, layer, position, token, is_header`` (as from
+            :func:`token_magnitudes`); every layer of a sample holds the same tokens.
+    Returns:
+        A string Series aligned with ``table``'s index.
+    """
+    for column in ("sample", "position", "token", "is_header"):
+        if column not in table.columns:
+            raise ValueError(f"token_kinds needs a {column!r} column (got {list(table.columns)})")
+    vocabulary = {w.strip().lower() for w in attribute_words if isinstance(w, str) and w.strip()}
+    tokens = table.drop_duplicates(["sample", "position"]).sort_values(["sample", "position"])
+    kind_of: dict[tuple, str] = {}
+    for sample, part in tokens.groupby("sample", sort=False):
+        words: list[list[tuple[int, str]]] = []
+        first_response = None
+        for row in part.itertuples():
+            if row.is_header:
+                kind_of[(sample, row.position)] = "assistant header"
+                continue
+            text = str(row.token)
+            if first_response is None:
+                first_response = row.position
+            if not words or text[:1].isspace() or _PUNCT.match(text.strip() or " ") or _PUNCT.match(words[-1][-1][1].strip() or " "):
+                words.append([])
+            words[-1].append((row.position, text))
+        for word in words:
+            text = "".join(t for _, t in word).strip().lower()
+            bare = re.sub(r"[\W_]+", "", text)
+            for position, token in word:
+                if position == first_response:
+                    kind = "first response token"
+                elif bare and bare in vocabulary:
+                    kind = "attribute word"
+                elif not re.sub(r"[\W_]+", "", token):
+                    kind = "punctuation"
+                else:
+                    kind = "other word"
+                kind_of[(sample, position)] = kind
+    return pd.Series([kind_of[(s, p)] for s, p in zip(table["sample"], table["position"])], index=table.index,
+                     name="kind")
+
+
+def magnitude_by_kind(table: pd.DataFrame, attribute_words: Iterable[str], value: str = "rel_norm",
+                      layers: Sequence[int] | None = None) -> pd.DataFrame:
+    """Per layer and token kind: ``n``, median and mean of ``value``, and the median relative to
+    the layer's median over response tokens (``x_median``: 2 = twice the typical token)."""
+    if value not in table.columns:
+        raise ValueError(f"no column {value!r} in the table (got {list(table.columns)})")
+    rows = table if layers is None else table[table["layer"].isin(list(layers))]
+    if rows.empty:
+        raise ValueError(f"no rows at layers {layers}")
+    rows = rows.assign(kind=token_kinds(rows, attribute_words))
+    typical = rows[~rows["is_header"].astype(bool)].groupby("layer")[value].median()
+    out = rows.groupby(["layer", "kind"])[value].agg(n="size", median="median", mean="mean").reset_index()
+    out["x_median"] = out["median"] / out["layer"].map(typical)
+    order = {k: i for i, k in enumerate(TOKEN_KINDS)}
+    return out.sort_values(["layer", "kind"], key=lambda c: c.map(order) if c.name == "kind" else c, ignore_index=True)

@@ -73,3 +73,37 @@ def _header_ids(tokenizer, generation) -> list[int]:
     if header_len != generation.header_len:
         raise ValueError(f"the answer's header length {generation.header_len} does not match its prompt's {header_len}")
     return prompt[-header_len:]
+
+
+def lambda_vs_delta(model, steerer, pairs, kind: str | None = None) -> pd.DataFrame:
+    """Does the probe read where the prompt acts? Per steered layer, over the response tokens of
+    ``pairs`` (teacher-forced, unsteered run): Spearman correlation of ``lambda`` (summed over rank
+    components) with ``||D[l, t]||``.
+
+    Args:
+        kind: ``"acc"`` or ``"loc"`` deltas (default: what the steerer was fitted on: accumulated
+            for single-layer steerers, local for all-layer ones).
+    Returns:
+        ``layer, spearman, n_tokens`` (NaN correlation for constant vectors, whose lambda is 1).
+    """
+    from workbench.deltas import pair_magnitudes
+    from workbench.steering import lambdas
+
+    if not pairs:
+        raise ValueError("no pairs to compare lambda with Delta_PS on")
+    kind = kind or ("acc" if steerer.info.scope == "single" else "loc")
+    magnitudes = pair_magnitudes(model, pairs, steerer.layers, kind=kind)
+    magnitudes = magnitudes[~magnitudes["is_header"]]
+    rows = []
+    for i, layer in enumerate(steerer.layers):
+        lam, norm = [], []
+        for sample, pair in enumerate(pairs):
+            values = lambdas(model, steerer, pair)[i, pair.header_len:].sum(-1)
+            lam += values.tolist()
+            part = magnitudes[(magnitudes["sample"] == sample) & (magnitudes["layer"] == layer)]
+            norm += part.sort_values("position")["norm"].tolist()
+        series = pd.Series(lam)
+        # Spearman = Pearson on (average) ranks; pandas' own "spearman" needs scipy
+        spearman = float(series.rank().corr(pd.Series(norm).rank())) if series.nunique() > 1 else float("nan")
+        rows.append({"layer": int(layer), "spearman": spearman, "n_tokens": len(lam)})
+    return pd.DataFrame(rows)
