@@ -56,6 +56,7 @@ def test_lambda_vs_delta_on_every_layer(tiny_model, tiny_pairs, psr):
     table = lambda_vs_delta(tiny_model, psr, tiny_pairs)
     n_response = sum(p.span_len - p.header_len for p in tiny_pairs)
     assert table["layer"].tolist() == list(psr.layers) and (table["n_tokens"] == n_response).all()
-    assert table["spearman"].between(-1, 1).all()
+    finite = table["spearman"].dropna()
+    assert len(finite) >= 1 and finite.between(-1, 1).all()  # NaN only where lambda is constant (dead ReLU)
     dim = train_steerer("const-dim", tiny_model, 1.0, layers=1, pairs=tiny_pairs, progress=False)
     assert math.isnan(lambda_vs_delta(tiny_model, dim, tiny_pairs)["spearman"].iloc[0])
