@@ -1,0 +1,450 @@
+"""The notebook widgets, driven from code as a browser would drive them (no frontend needed).
+
+A small PreparedData on the tiny model (a planted attribute, every triplet kept) feeds the
+training panel; steerers trained on it feed the lambda explorer. Each test checks the panel or
+explorer against the library call it stands for (train_steerer, faithfulness, generate_answers,
+pair_magnitudes).
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from workbench import widgets as W
+from workbench.attributes import make_attribute
+from workbench.chat import align
+from workbench.deltas import pair_magnitudes
+from workbench.experiment import ExperimentConfig, faithfulness_strengths, method_spec, prepare_data
+from workbench.faithfulness import faithfulness
+from workbench.generation import SamplingConfig, generate_answers
+from workbench.judges import FunctionJudge
+from workbench.steering import TrainConfig, train_steerer
+from workbench.widgets import LambdaExplorer, TrainingPanel
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUESTIONS = [f"Tell me about thing number {i}, please?" for i in range(40)]
+INSTRUCTION = "You talk a lot."
+CONFIG = TrainConfig(steps=12, eval_every=4, patience=0)
+
+
+@pytest.fixture(scope="module")
+def data(tiny_model, tmp_path_factory):
+    attribute = make_attribute("talky", "Says anything at all.", [INSTRUCTION, "Talk, talk, talk."], QUESTIONS,
+                               lambda r: 60.0 + min(40.0, len(r)), paraphrases=["Be very talkative."])
+    config = ExperimentConfig(n_train=6, n_heldout=3, max_new_tokens=6, batch_size=8)
+    return prepare_data(tiny_model, attribute, tmp_path_factory.mktemp("widgets"), config,
+                        triplet_coherence=FunctionJudge(lambda r: 100.0), progress=False)
+
+
+def trained(model, data, method, layers, **kwargs):
+    return train_steerer(method, model, data.soft_labels, layers=layers, store=data.store, pairs=data.pairs,
+                         attribute=data.attribute.name, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def s_psr(tiny_model, data):
+    return trained(tiny_model, data, "psr-mse", 1, config=TrainConfig(steps=20))
+
+
+@pytest.fixture(scope="module")
+def a_psr(tiny_model, data):
+    return trained(tiny_model, data, "psr-mse", None, config=TrainConfig(steps=20))
+
+
+def choose(panel, method, scope="single", rank=1, training=None, layer=None, steps=None):
+    """Set the controls in the order a user would: method first (it fixes what else is allowed)."""
+    panel.method.value = method
+    panel.scope.value = scope
+    panel.rank.value = rank
+    if training is not None:
+        panel.training.value = training
+    if layer is not None:
+        panel.layer.value = layer
+    if steps is not None:
+        panel.steps.value = steps
+
+
+def shown(output) -> str:
+    """The title of the one plotly figure an Output widget shows (as the frontend receives it)."""
+    (item,) = output.outputs
+    return item["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+
+
+# ---------------------------------------------------------------------------------------------
+# TrainingPanel: controls
+
+
+def test_controls_enable_what_the_method_allows(tiny_model, data):
+    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    assert (panel.layer.min, panel.layer.max, panel.layer.value) == (0, 2, 1)
+    assert panel.steps.value == 12 and panel.attribute.options == ("talky",)
+    assert not panel.rank.disabled and not panel.training.disabled and not panel.layer.disabled
+    panel.rank.value = 3
+    panel.method.value = "Const-MSE"  # a constant vector has rank 1; its training is a choice
+    assert panel.rank.disabled and panel.rank.value == 1 and not panel.training.disabled
+    panel.method.value = "Const-DiM"  # closed form: never joint
+    assert panel.training.disabled and panel.training.value == "layerwise"
+    panel.method.value = "PSR-LL"  # trained on the likelihood through the model: always joint
+    assert panel.training.disabled and panel.training.value == "joint"
+    assert not panel.rank.disabled and panel.rank.value == 3  # the PSR rank comes back
+    panel.method.value = "PSR-MSE"  # free again: the user's own choice comes back
+    assert not panel.training.disabled and panel.training.value == "layerwise"
+    panel.scope.value = "all"
+    assert panel.layer.disabled and panel.choice.layers is None
+    panel.scope.value = "single"
+    assert not panel.layer.disabled and panel.choice.layers == 1
+    bundle = panel._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+
+
+@pytest.mark.parametrize("method, scope, rank, training, name", [
+    ("PSR-MSE", "single", 1, "layerwise", "S-PSR"),
+    ("PSR-MSE", "all", 2, "layerwise", "A-PSR r2"),
+    ("PSR-MSE", "all", 1, "joint", "A-PSR (joint)"),
+    ("PSR-LL", "single", 1, None, "S-PSR-LL"),
+    ("Const-DiM", "single", 1, None, "Const-DiM"),
+    ("Const-MSE", "all", 1, "layerwise", "A-Const-MSE"),
+    ("Const-MSE", "single", 1, "joint", "Const-MSE (joint)"),
+])
+def test_choices_are_named_like_the_experiment(tiny_model, data, method, scope, rank, training, name):
+    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    choose(panel, method, scope, rank, training)
+    choice = panel.choice
+    assert choice.name == name and name in panel.preview.value
+    spec = method_spec(name)
+    assert (spec.method, spec.scope, spec.rank, spec.training) == (choice.method, scope, rank, choice.training)
+
+
+# ---------------------------------------------------------------------------------------------
+# TrainingPanel: training
+
+
+@pytest.mark.parametrize("method, scope, rank, training, steps", [
+    ("PSR-MSE", "single", 1, "layerwise", 12),
+    ("PSR-MSE", "all", 2, "layerwise", 12),
+    ("Const-MSE", "all", 1, "layerwise", 12),
+    ("PSR-LL", "single", 1, None, 4),
+])
+def test_trained_steerer_is_what_train_steerer_gives(tiny_model, data, method, scope, rank, training, steps):
+    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    choose(panel, method, scope, rank, training, layer=2, steps=steps)
+    choice = panel.choice
+    steerer = panel.train(blocking=True)
+
+    assert steerer is panel.steerer and panel.trained == {choice.name: steerer} and not panel.running
+    info = steerer.info
+    assert (info.method, info.rank, info.training) == (choice.method, rank, choice.training)
+    assert steerer.layers == ((2,) if scope == "single" else (0, 1, 2))
+    expected = trained(tiny_model, data, choice.method, choice.layers, rank=rank, training=choice.training,
+                       config=replace(CONFIG, steps=steps))
+    assert expected.name == steerer.name
+    for key, value in expected.params().items():
+        torch.testing.assert_close(steerer.params()[key], value, rtol=0, atol=0)
+
+    train_x, val_x = list(panel.figure.data[0].x), list(panel.figure.data[1].x)
+    if method == "Const-MSE":  # closed form: nothing to draw
+        assert panel.history == [] and train_x == [] and "closed form" in panel.status.value
+        return
+    assert [h["step"] for h in panel.history] == list(range(1, steps + 1)) == train_x
+    assert list(panel.figure.data[0].y) == [h["train_loss"] for h in panel.history]
+    assert val_x == list(range(4, steps + 1, 4))  # eval_every=4
+    assert list(panel.figure.data[1].y) == [h["val_loss"] for h in panel.history if h["val_loss"] is not None]
+    assert panel.figure.layout.yaxis.type == "log"  # every loss is positive
+    assert f"finished {steps} steps" in panel.status.value
+
+
+def test_stop_from_a_callback_ends_training_early(tiny_model, data):
+    panel = TrainingPanel(tiny_model, data, config=replace(CONFIG, steps=200))
+    panel.step_callbacks.append(lambda p: panel.stop_button.click() if p.step == 3 else None)
+    steerer = panel.train(blocking=True)
+    assert len(panel.history) == 3 < panel.steps.value
+    assert steerer.info.history["steps"] == 3 and list(panel.figure.data[0].x) == [1, 2, 3]
+    assert "stopped after 3 of 200 steps" in panel.status.value
+    assert panel.trained["S-PSR"] is steerer
+
+
+def test_train_button_runs_in_a_thread_and_refuses_a_second_train(tiny_model, data):
+    panel = TrainingPanel(tiny_model, data, config=replace(CONFIG, steps=500))
+    held, release, threads = threading.Event(), threading.Event(), []
+
+    def hold(progress):
+        threads.append(threading.current_thread())
+        if progress.step == 2:
+            held.set()
+            release.wait(30)
+
+    panel.step_callbacks.append(hold)
+    panel.train_button.click()
+    try:
+        assert held.wait(30), "training did not start"
+        assert panel.running and not panel.stop_button.disabled
+        panel.train_button.click()
+        assert "already training" in panel.status.value
+        with pytest.raises(RuntimeError, match="already training"):
+            panel.train(blocking=True)
+        panel.stop_button.click()
+    finally:
+        release.set()
+        panel.wait(timeout=60)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    assert not panel.running and panel.stop_button.disabled
+    assert len(panel.history) == 2 and "stopped after 2 of 500 steps" in panel.status.value
+    assert panel.trained == {"S-PSR": panel.steerer}
+
+
+def test_errors_go_to_the_status_line(tiny_model, data):
+    def load(name):
+        if name == "broken":
+            raise RuntimeError("only 0 of 6 prompt-steered samples of 'broken' were kept")
+        return data
+
+    panel = TrainingPanel(tiny_model, load, attributes=["talky", "broken"], config=CONFIG)
+    panel.method.value = "Const-DiM"
+    panel.training.value = "joint"  # set in code past the disabled dropdown: snapped back
+    assert panel.training.value == "layerwise" and panel.choice.name == "Const-DiM"
+    panel.method.value = "PSR-MSE"
+    panel.steps.value = -1  # invalid: the button path reports it, the blocking path raises it
+    panel.train_button.click()
+    panel.wait(timeout=30)
+    assert "error: ValueError: steps must be an integer &gt;= 0" in panel.status.value
+    assert isinstance(panel.error, ValueError) and not panel.running and panel.steerer is None
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        panel.train(blocking=True)
+    panel.steps.value = 4
+    panel.attribute.value = "broken"  # the data cannot be prepared
+    panel.train_button.click()
+    panel.wait(timeout=30)
+    assert "RuntimeError: only 0 of 6" in panel.status.value and not panel.running
+    with pytest.raises(RuntimeError, match="only 0 of 6"):
+        panel.train(blocking=True)
+    panel.attribute.value = "talky"  # and the panel still works afterwards
+    assert panel.train(blocking=True) is panel.steerer and panel.error is None
+
+
+# ---------------------------------------------------------------------------------------------
+# TrainingPanel: comparison
+
+
+def test_comparison_lists_the_new_steerer_and_the_others(tiny_model, data, monkeypatch):
+    dim = trained(tiny_model, data, "const-dim", 2)
+    elsewhere = train_steerer("const-dim", tiny_model, data.soft_labels, layers=2, store=data.store,
+                              attribute="another attribute", progress=False)
+    measured = []
+    real = W.faithfulness
+
+    def spy(model, pairs, methods=None, **kwargs):
+        measured.append(sorted(methods or {}) + (["paraphrase"] if kwargs.get("paraphrase") else []))
+        return real(model, pairs, methods, **kwargs)
+
+    monkeypatch.setattr(W, "faithfulness", spy)
+    panel = TrainingPanel(tiny_model, data, others={"Const-DiM": dim, "Cat DiM": elsewhere}, config=CONFIG)
+    new = panel.train(blocking=True)  # S-PSR at layer 1
+
+    table = panel.comparison.set_index("method")
+    assert list(table.index) == ["Const-DiM", "S-PSR", "paraphrase"]  # another attribute's steerer is left out
+    assert [c for c in table.columns if c.startswith("relRMSE")] == ["relRMSE L1", "relRMSE L2"]
+    expected = faithfulness(tiny_model, data.heldout_pairs,
+                            faithfulness_strengths({"Const-DiM": dim, "S-PSR": new}, data.heldout_labels),
+                            paraphrase=data.paraphrase_pairs).set_index(["method", "layer"])["rel_rmse"]
+    for method in ("Const-DiM", "S-PSR", "paraphrase"):
+        for layer in (1, 2):
+            assert table.at[method, f"relRMSE L{layer}"] == pytest.approx(expected[(method, layer)], rel=1e-6)
+    assert table.at["S-PSR", "final train loss"] == panel.history[-1]["train_loss"]
+    assert table.at["S-PSR", "best val loss"] == pytest.approx(new.info.history["best_val_loss"])
+    assert np.isnan(table.at["Const-DiM", "final train loss"]) and table.at["S-PSR", "steers"] == "layer 1"
+    assert panel.faithfulness_figure is None and panel.results_plot.outputs == ()
+    assert "<td>S-PSR</td>" in panel.results.value and "<td>Const-DiM</td>" in panel.results.value
+
+    # an all-layer steerer next: every layer measured, curves drawn, earlier results reused
+    choose(panel, "Const-MSE", "all")
+    panel.train(blocking=True)
+    assert set(panel.trained) == {"S-PSR", "A-Const-MSE"}
+    table = panel.comparison.set_index("method")
+    assert list(table.index) == ["Const-DiM", "S-PSR", "A-Const-MSE", "paraphrase"]
+    assert [c for c in table.columns if c.startswith("relRMSE")] == ["relRMSE L0", "relRMSE L1", "relRMSE L2"]
+    assert table.at["S-PSR", "relRMSE L0"] == pytest.approx(1.0, abs=1e-6)  # a layer-1 steerer leaves layer 0 alone
+    figure = panel.faithfulness_figure
+    assert {t.name for t in figure.data} == {"Const-DiM", "S-PSR", "A-Const-MSE", "paraphrase"}
+    assert shown(panel.results_plot) == figure.to_plotly_json()["layout"]["title"]["text"]
+    assert "<td>A-Const-MSE</td>" in panel.results.value
+    # retraining under the same name replaces the steerer, and it is measured again
+    choose(panel, "PSR-MSE", "single", layer=2)
+    panel.train(blocking=True)
+    assert panel.comparison.set_index("method").at["S-PSR", "steers"] == "layer 2"
+    assert measured == [["Const-DiM", "S-PSR", "paraphrase"], ["A-Const-MSE"], ["S-PSR"]]
+
+
+def test_others_must_fit_the_model(tiny_model, data):
+    dim = trained(tiny_model, data, "const-dim", 2)
+    other = dim.with_params(info=replace(dim.info, model_id="someone/else"))
+    with pytest.raises(ValueError, match=r"others\['mine'\].*'someone/else'"):
+        TrainingPanel(tiny_model, data, others={"mine": other})
+    with pytest.raises(ValueError, match="others\\['x'\\] is a str"):
+        TrainingPanel(tiny_model, data, others={"x": "not a steerer"})
+
+
+def test_a_panel_steerer_named_like_another_is_kept_apart(tiny_model, data, s_psr):
+    panel = TrainingPanel(tiny_model, data, others={"S-PSR": s_psr}, config=CONFIG)
+    choose(panel, "PSR-MSE", "single", layer=2, steps=4)
+    new = panel.train(blocking=True)
+    table = panel.comparison.set_index("method")
+    assert list(table.index) == ["S-PSR", "S-PSR (panel)", "paraphrase"]
+    assert table.at["S-PSR", "steers"] == "layer 1" and table.at["S-PSR (panel)", "steers"] == "layer 2"
+    assert panel.trained == {"S-PSR": new} and panel.others == {"S-PSR": s_psr}
+
+
+def test_attributes_from_a_lazy_loader(tiny_model, data):
+    calls = []
+
+    def load(name):
+        calls.append(name)
+        return data
+
+    with pytest.raises(ValueError, match="attributes="):
+        TrainingPanel(tiny_model, load)
+    with pytest.raises(ValueError, match="'cat' is not in the data"):
+        TrainingPanel(tiny_model, {"talky": data}, attributes=["cat"])
+    panel = TrainingPanel(tiny_model, load, attributes=["talky", "chatty"], config=CONFIG)
+    assert calls == [] and panel.attribute.options == ("talky", "chatty")
+    panel.train(blocking=True)
+    assert calls == ["talky"] and set(panel.trained) == {"S-PSR"}
+    panel.attribute.value = "chatty"
+    assert panel.trained == {} and calls == ["talky"]
+    panel.method.value = "Const-DiM"
+    panel.train(blocking=True)
+    assert calls == ["talky", "chatty"] and set(panel.trained) == {"Const-DiM"}
+    assert list(panel.comparison["method"]) == ["Const-DiM", "paraphrase"]  # talky's S-PSR stays with talky
+    panel.attribute.value = "talky"
+    assert set(panel.trained) == {"S-PSR"} and calls == ["talky", "chatty"]
+
+
+# ---------------------------------------------------------------------------------------------
+# LambdaExplorer
+
+
+def heat_values(fig: go.Figure) -> tuple[set[str], set[str]]:
+    """(the rows' layer labels, the raw values shown in hover) of a token_heatmap."""
+    labels = set(fig.layout.yaxis.ticktext)
+    values = {str(cell[1]) for trace in fig.data for row in trace.customdata for cell in row}
+    return labels, values
+
+
+def test_explorer_tables_are_the_generation_and_the_deltas(tiny_model, a_psr):
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0)
+    explorer = LambdaExplorer(tiny_model, a_psr, QUESTIONS[:2], INSTRUCTION, alpha=1.5, max_new_tokens=8)
+    assert explorer.layers.value == (0, 1, 2) and explorer.steered is None
+    explorer.refresh()
+
+    steered = generate_answers(tiny_model, [QUESTIONS[0]], steerers=[(a_psr, 1.5)], config=greedy, progress=False)[0]
+    assert explorer.steered.ids == steered.ids
+    lam = steered.lambdas[0]  # [layers, header + answer tokens, rank]
+    assert len(explorer.lambda_table) == lam.numel()
+    np.testing.assert_allclose(explorer.lambda_table["lambda"].to_numpy(), lam.reshape(-1).numpy(), rtol=1e-6)
+    assert list(explorer.lambda_table["layer"].unique()) == [0, 1, 2]
+
+    prompted = generate_answers(tiny_model, [QUESTIONS[0]], instruction=INSTRUCTION, config=greedy, progress=False)[0]
+    assert explorer.prompted.ids == prompted.ids
+    pair = align(tiny_model.tokenizer, QUESTIONS[0], INSTRUCTION, prompted.ids, max_len=tiny_model.n_ctx)
+    assert explorer.pair == pair
+    pd.testing.assert_frame_equal(explorer.delta_table, pair_magnitudes(tiny_model, [pair], layers=[0, 1, 2]))
+
+    assert set(explorer.figures) == {"lambda", "delta"}
+    labels, values = heat_values(explorer.figures["lambda"])
+    assert labels == {"L0", "L1", "L2"} and values == {f"{v:.4g}" for v in lam.reshape(-1).tolist()}
+    assert "log" in explorer.figures["delta"].layout.coloraxis.colorbar.title.text
+    assert "layer median" in explorer.figures["delta"].layout.coloraxis.colorbar.title.text
+    assert shown(explorer.steered_plot) == explorer.figures["lambda"].layout.title.text
+    assert shown(explorer.prompted_plot) == explorer.figures["delta"].layout.title.text
+    assert html.escape(explorer.steered.text) in explorer.steered_text.value
+    assert "(b) prompted with: You talk a lot." in explorer.prompted_text.value
+
+    # choosing layers redraws from the tables, without generating again
+    before = explorer.steered
+    explorer.layers.value = (2,)
+    assert explorer.steered is before
+    assert heat_values(explorer.figures["lambda"])[0] == {"L2"} == heat_values(explorer.figures["delta"])[0]
+
+
+def test_alpha_zero_is_the_unsteered_answer_with_lambdas(tiny_model, s_psr):
+    explorer = LambdaExplorer(tiny_model, s_psr, QUESTIONS[:1], INSTRUCTION, alpha=2.0, max_new_tokens=8)
+    assert explorer.layers.value == (1,)
+    explorer.alpha.value = 0.0
+    explorer.refresh()
+    plain = generate_answers(tiny_model, QUESTIONS[:1], config=SamplingConfig(8, temperature=0), progress=False)[0]
+    assert explorer.steered.ids == plain.ids
+    n_tokens = explorer.steered.header_len + len(plain.ids)
+    assert len(explorer.lambda_table) == n_tokens and explorer.lambda_table["lambda"].gt(0).any()
+    assert "alpha 0" in explorer.figures["lambda"].layout.title.text
+
+
+def test_prompted_side_is_cached_and_auto_regenerates(tiny_model, s_psr, monkeypatch):
+    calls = []
+    real = W.generate_answers
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("instruction"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(W, "generate_answers", spy)
+    explorer = LambdaExplorer(tiny_model, s_psr, QUESTIONS[:2], INSTRUCTION, max_new_tokens=6)
+    assert not explorer.auto.value
+    explorer.refresh()
+    assert calls == [None, INSTRUCTION]
+    explorer.alpha.value = 0.5  # auto is off: nothing happens until Generate
+    assert calls == [None, INSTRUCTION] and "press Generate" in explorer.status.value
+    explorer.generate_button.click()
+    assert calls == [None, INSTRUCTION, None]  # the prompted answer does not depend on alpha
+    title = explorer.figures["lambda"].layout.title.text
+    assert "(a) lambda" in title and "alpha 0.5" in title
+    explorer.auto.value = True
+    explorer.question.value = QUESTIONS[1]
+    assert calls[3:] == [None, INSTRUCTION] and explorer.steered.question == explorer.prompted.question == QUESTIONS[1]
+    explorer.question.value = QUESTIONS[0]
+    assert calls[5:] == [None]  # back to a question whose prompted side is cached
+
+
+def test_explorer_components_of_a_rank_2_steerer(tiny_model, data):
+    steerer = trained(tiny_model, data, "psr-mse", None, rank=2, config=TrainConfig(steps=10))
+    explorer = LambdaExplorer(tiny_model, steerer, QUESTIONS[:1], INSTRUCTION, max_new_tokens=5, layers=[0, 2])
+    assert explorer.component.options == (0, 1) and explorer.component.layout.display is None
+    explorer.refresh()
+    explorer.component.value = 1
+    lam = explorer.steered.lambdas[0][[0, 2], :, 1]  # layers 0 and 2, component 1
+    labels, values = heat_values(explorer.figures["lambda"])
+    assert labels == {"L0", "L2"} and values == {f"{v:.4g}" for v in lam.reshape(-1).tolist()}
+    assert "component 1" in explorer.figures["lambda"].layout.title.text
+
+
+def test_explorer_refuses_bad_inputs(tiny_model, s_psr):
+    with pytest.raises(ValueError, match="questions is empty"):
+        LambdaExplorer(tiny_model, s_psr, [], INSTRUCTION)
+    with pytest.raises(ValueError, match="question '  ' is not a non-empty string"):
+        LambdaExplorer(tiny_model, s_psr, ["Why?", "  "], INSTRUCTION)
+    with pytest.raises(ValueError, match="single string 'Why\\?'"):
+        LambdaExplorer(tiny_model, s_psr, "Why?", INSTRUCTION)
+    with pytest.raises(ValueError, match="instruction must be a non-empty string, got ''"):
+        LambdaExplorer(tiny_model, s_psr, ["Why?"], "")
+    other = s_psr.with_params(info=replace(s_psr.info, model_id="someone/else"))
+    with pytest.raises(ValueError, match="'someone/else'"):
+        LambdaExplorer(tiny_model, other, ["Why?"], INSTRUCTION)
+    with pytest.raises(ValueError, match="layer 0 is not steered by S-PSR-MSE"):
+        LambdaExplorer(tiny_model, s_psr, ["Why?"], INSTRUCTION, layers=[0])
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        LambdaExplorer(tiny_model, s_psr, ["Why?"], INSTRUCTION, alpha=float("nan"))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        LambdaExplorer(tiny_model, s_psr, ["Why?"], INSTRUCTION, max_new_tokens=0)
+    explorer = LambdaExplorer(tiny_model, s_psr, ["Why?"], INSTRUCTION, max_new_tokens=4)
+    explorer.layers.value = ()
+    explorer.generate_button.click()  # an error in a widget callback goes to the status line
+    assert "no layer selected" in explorer.status.value and explorer.steered is None
+    with pytest.raises(ValueError, match="no layer selected"):
+        explorer.refresh()
