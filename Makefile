@@ -40,7 +40,7 @@ test-notebooks: $(STAMP)
 notebooks: $(STAMP)
 	cd notebooks && for script in [0-9][0-9]_*.py; do \
 		../$(VENV)/bin/jupytext --to ipynb --update "$$script" && \
-		../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 \
+		../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 --ExecutePreprocessor.store_widget_state=False \
 			"$${script%.py}.ipynb" && ../$(VENV)/bin/jupytext --sync "$${script%.py}.ipynb" || exit 1; \
 	done
 

@@ -170,6 +170,9 @@ def test_stop_from_a_callback_ends_training_early(tiny_model, data):
     assert steerer.info.history["steps"] == 3 and list(panel.figure.data[0].x) == [1, 2, 3]
     assert "stopped after 3 of 200 steps" in panel.status.value
     assert panel.trained["S-PSR"] is steerer
+    assert [h["step"] for h in panel.history_of("S-PSR")] == [1, 2, 3]
+    with pytest.raises(ValueError, match="no steerer 'A-PSR' trained"):
+        panel.history_of("A-PSR")
 
 
 def test_train_button_runs_in_a_thread_and_refuses_a_second_train(tiny_model, data):

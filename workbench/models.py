@@ -27,9 +27,10 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -252,8 +253,23 @@ def _load_embedded(dtype: torch.dtype) -> tuple[Any, Any]:
             log.warning("model cache %s is unusable (%s); rebuilding it", directory, problem)
         _build_embedded_cache(gguf, directory)
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    hf_model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+    with _quiet_loading():  # a one-second load from the local cache needs no progress bar
+        hf_model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
     return hf_model, tokenizer
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide transformers' weight-loading bar for a while, restoring its setting afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _build_embedded_cache(gguf: Path, directory: Path) -> None:

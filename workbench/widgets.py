@@ -314,6 +314,15 @@ class TrainingPanel(_Displayable):
         """Steerers trained in the panel for the selected attribute, by name."""
         return self._trained[self.attribute.value]
 
+    def history_of(self, name: str, attribute: str | None = None) -> list[dict]:
+        """The loss history (``[{step, train_loss, val_loss}]``) of the panel steerer ``name``."""
+        attribute = self.attribute.value if attribute is None else attribute
+        steerer = self._trained.get(attribute, {}).get(name)
+        if steerer is None:
+            raise ValueError(f"no steerer {name!r} trained in the panel for {attribute!r}; "
+                             f"it has {sorted(self._trained.get(attribute, {}))}")
+        return next((list(h) for (a, s), h in self._histories.items() if a == attribute and s is steerer), [])
+
     # -- controls ------------------------------------------------------------------------------
 
     def _sync_controls(self, change=None) -> None:
