@@ -17,10 +17,19 @@ def test_bisection_finds_the_planted_alpha(slope, expected):
 
 
 def test_steps_are_bounded_and_traced():
-    result = find_alpha(linear(3.0), target=80, tol=1e-6, max_steps=6)
+    curved = lambda a: 95.0 - 15.0 * (a / 5.0) ** 3
+    result = find_alpha(curved, target=80, tol=1e-6, max_steps=6)
     assert len(result.trace) == 6
     assert not result.reached and "after 6 evaluations" in result.reason
     assert result.trace[0][0] == 0.0
+
+
+def test_a_straight_curve_is_found_by_interpolation_in_one_step_after_bracketing():
+    result = find_alpha(linear(6.0), target=80, tol=0.5)  # 95, 89, 83, 71: bracket (2, 4), line meets 80 at 2.5
+    assert result.reached and [a for a, _ in result.trace] == [0.0, 1.0, 2.0, 4.0, 2.5]
+    # a curve that falls off a cliff still converges, the 20-80 % margin keeps the search moving
+    cliff = find_alpha(lambda a: 99.0 if a < 2.7 else 40.0, target=80, tol=2, max_steps=20)
+    assert not cliff.reached and 2.5 < cliff.alpha < 2.7
 
 
 def test_target_below_reach_is_reported():

@@ -153,7 +153,7 @@ class ExperimentConfig:
         """The notebooks' size: small enough that all eight notebooks run in minutes on a 2-core CPU
         (40 training and 12 held-out questions, answers of 40 tokens, a short strength search)."""
         base = cls(n_train=40, n_heldout=12, max_new_tokens=40, steps=200,
-                   evaluation=EvalConfig(n_validation=8, n_test=12, max_new_tokens=40, max_steps=6, tol=4.0,
+                   evaluation=EvalConfig(n_validation=8, n_test=12, max_new_tokens=40, max_steps=8, tol=4.0,
                                          batch_size=12))
         return replace(base, **overrides)
 

@@ -94,14 +94,12 @@ def lambda_vs_delta(model, steerer, pairs, kind: str | None = None) -> pd.DataFr
     kind = kind or ("acc" if steerer.info.scope == "single" else "loc")
     magnitudes = pair_magnitudes(model, pairs, steerer.layers, kind=kind)
     magnitudes = magnitudes[~magnitudes["is_header"]]
+    read = [lambdas(model, steerer, pair)[:, pair.header_len:].sum(-1) for pair in pairs]  # [layers, tokens] each
+    magnitudes = magnitudes.sort_values(["sample", "layer", "position"])
     rows = []
     for i, layer in enumerate(steerer.layers):
-        lam, norm = [], []
-        for sample, pair in enumerate(pairs):
-            values = lambdas(model, steerer, pair)[i, pair.header_len:].sum(-1)
-            lam += values.tolist()
-            part = magnitudes[(magnitudes["sample"] == sample) & (magnitudes["layer"] == layer)]
-            norm += part.sort_values("position")["norm"].tolist()
+        lam = torch.cat([r[i] for r in read]).tolist()
+        norm = magnitudes[magnitudes["layer"] == layer]["norm"].tolist()
         series = pd.Series(lam)
         # Spearman = Pearson on (average) ranks; pandas' own "spearman" needs scipy
         spearman = float(series.rank().corr(pd.Series(norm).rank())) if series.nunique() > 1 else float("nan")

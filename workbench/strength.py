@@ -54,7 +54,9 @@ def find_alpha(
     Coherence is assumed not to rise with ``alpha`` (noise aside). The search brackets the point
     where coherence crosses below the target: the upper end starts at ``alpha_start`` and doubles
     (up to ``alpha_max``) while coherence stays at or above the target, then the bracket is
-    halved until an evaluation lands within ``tol``. At most ``max_steps`` evaluations.
+    narrowed, at the point where the straight line between its ends meets the target (kept within
+    the bracket's middle 60 %), until an evaluation lands within ``tol``. At most ``max_steps``
+    evaluations.
 
     Of the evaluated strengths within ``tol``, the largest is returned: where coherence is flat
     near the target (say, a steerer stacked on a prompt whose own coherence is the target), the
@@ -80,7 +82,7 @@ def find_alpha(
         if within:
             alpha, value = max(within)
             return SearchResult(alpha, value, True, target, "", tuple(trace))
-        alpha, value = min(trace, key=lambda p: abs(p[1] - target))
+        alpha, value = min(trace, key=lambda p: (abs(p[1] - target), -p[0]))  # ties: the stronger
         return SearchResult(alpha, value, False, target, reason, tuple(trace))
 
     low_value = at(alpha_min)
@@ -91,7 +93,7 @@ def find_alpha(
     low, high = alpha_min, alpha_start
     high_value = at(high)
     while high_value >= target and high < alpha_max and len(trace) < max_steps:
-        low = high
+        low, low_value = high, high_value
         high = min(2 * high, alpha_max)
         high_value = at(high)
     if high_value >= target + tol or (high_value >= target and not any(abs(c - target) <= tol for _, c in trace)):
@@ -100,13 +102,23 @@ def find_alpha(
         return result("")  # alpha_max (or the step budget) reached while still within tol
     last = high_value
     while abs(last - target) > tol and len(trace) < max_steps:
-        mid = (low + high) / 2
+        mid = _interpolate(low, low_value, high, high_value, target)
         last = at(mid)
         if last >= target:
-            low = mid
+            low, low_value = mid, last
         else:
-            high = mid
+            high, high_value = mid, last
     return result(f"no alpha within {tol} of the target after {len(trace)} evaluations")
+
+
+def _interpolate(low: float, low_value: float, high: float, high_value: float, target: float) -> float:
+    """Where the line through the bracket's ends meets the target, kept within its middle 60 %
+    (plain bisection would ignore how far each end is from the target; the margin stops the
+    search from creeping along one end when the curve is far from straight)."""
+    if low_value <= high_value:  # not decreasing across the bracket (noise): halve it
+        return (low + high) / 2
+    fraction = (low_value - target) / (low_value - high_value)
+    return low + (high - low) * min(0.8, max(0.2, fraction))
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
