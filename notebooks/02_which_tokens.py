@@ -1,0 +1,118 @@
+# %% [markdown]
+# # 2. Which tokens does a prompt rewrite?
+#
+# Notebook 1 measured Delta_PS on one answer. Here we measure it on many: prompt-steered
+# *triplets* `(x, x', y')` sampled from the model with the pirate instruction, kept only when the
+# answer is both pirate-like and coherent (the offline judges decide), exactly the data the
+# steerers of notebook 3 are trained on.
+#
+# Questions answered:
+# 1. How unevenly are tokens rewritten, layer by layer? (The paper's first finding: the change
+#    varies by orders of magnitude from token to token on larger models.)
+# 2. Accumulated vs local deltas: how much does each layer add by itself?
+# 3. Which kinds of tokens move most?
+#
+# The triplets and deltas are stored under `runs/notebooks/pirate` and shared by notebooks 3 to 8;
+# the first run samples and extracts them (a couple of minutes on a CPU), later runs reload them.
+
+# %%
+from pathlib import Path
+
+from workbench import load_model
+from workbench.experiment import ExperimentConfig, prepare_data
+from workbench.triplets import summarize
+
+RUN = Path("../runs/notebooks/pirate")
+config = ExperimentConfig.notebook()
+model = load_model()
+data = prepare_data(model, "pirate", RUN, config, progress=False)
+print({k: round(v, 2) if isinstance(v, float) else v for k, v in summarize(data.triplets).items()})
+print(f"{data.store.n_tokens} span tokens of {len(data.pairs)} kept triplets, {len(data.store.layers)} layers")
+
+# %% [markdown]
+# Each sampled answer was scored by the attribute judge (pirate words per 100 words, 0-100) and the
+# coherence judge (text heuristics blended with the answer's likelihood under the model). A few of
+# the kept triplets:
+
+# %%
+kept = data.triplets.kept
+for row in kept.head(3).itertuples():
+    print(f"Q: {row.question}\nA: {row.response}\n   attribute {row.attr_score:.0f}, coherence {row.coh_score:.0f}\n")
+
+# %% [markdown]
+# ## 1. The spread across tokens
+#
+# `token_magnitudes` reads the stored deltas into one row per (triplet, layer, span token), with
+# `norm` = `||D_acc[l, t]||` and `rel_norm` = `||D_acc[l, t]|| / ||A_l(x y')[t]||`. Per layer, over the
+# answer tokens (the header is left out), the 10th, 50th and 90th percentiles and the largest value:
+
+# %%
+from workbench.deltas import token_magnitudes
+from workbench.demo import spread_table
+
+acc = token_magnitudes(data.store, model.tokenizer, kind="acc")
+spread = spread_table(acc)
+print(spread[spread["layer"].isin([0, 5, 10, 15, 20, 25, 29])].round(2).to_string(index=False))
+
+# %%
+from workbench.plotting import magnitude_distribution
+
+magnitude_distribution(acc, "norm", title="||Delta_PS|| across answer tokens (band: 10th-90th percentile)")
+
+# %% [markdown]
+# On this 135M model the spread is real but narrower than the orders of magnitude the paper reports
+# on 2-9B models: the 90th percentile is 2.5 to 4 times the 10th, and the largest change is 2 to 5
+# times the median at most layers (more at a few early ones). The relative change grows with depth:
+# early layers are barely touched (2 % of the activation's norm), the last ones are rewritten by a
+# third.
+
+# %% [markdown]
+# ## 2. Accumulated vs local deltas
+#
+# The accumulated delta `D_acc[l]` includes everything the earlier layers already changed. The
+# *local* delta `D_loc[l] = A_l(x' y') - Block_l(A~_{l-1})` is what block `l` adds by itself when its
+# input is already the prompt-steered one (all layers come from one patched forward pass). It is
+# what an all-layer steerer has to add at each layer.
+
+# %%
+loc = token_magnitudes(data.store, model.tokenizer, kind="loc")
+answer = ~acc["is_header"]
+ratio = (loc.loc[answer].groupby("layer")["norm"].median() / acc.loc[answer].groupby("layer")["norm"].median())
+print("median ||D_loc|| / median ||D_acc||, per layer:")
+print(ratio.iloc[::3].round(2).to_string())
+
+# %%
+from workbench.plotting import layer_token_heatmap
+
+layer_token_heatmap(acc, "norm", sample=0, per_layer=True, title="Accumulated ||Delta_PS||, sample 0")
+
+# %%
+layer_token_heatmap(loc, "norm", sample=0, per_layer=True, title="Local ||Delta_PS|| (what each layer adds), sample 0")
+
+# %% [markdown]
+# At layer 0 the two are equal (nothing came before). Deeper, each layer adds only a fraction of
+# the accumulated change: the instruction's effect is built up over many layers, which is why a
+# single-layer steerer has to push hard at its one layer, and why notebook 5 finds the model
+# "repairing" such a push downstream.
+
+# %% [markdown]
+# ## 3. Which kinds of tokens move most?
+#
+# `magnitude_by_kind` joins sub-word tokens into words and sorts each token into a kind: the
+# assistant header, the first answer token, words of the pirate judge's lexicon (*matey, arr, ye,
+# aye, ...*), punctuation, and other words. `x_median` is the kind's median relative change over the
+# layer's median answer token.
+
+# %%
+from workbench.deltas import magnitude_by_kind
+
+pirate_words = data.attribute.judge.spec["words"]
+kinds = magnitude_by_kind(acc, pirate_words, value="rel_norm", layers=[5, 15, 25, 29])
+print(kinds[["layer", "kind", "n", "median", "x_median"]].round(3).to_string(index=False))
+
+# %% [markdown]
+# The first answer token, where the persona announces itself ("Arr", "Ahoy", "A pirate's..."), the
+# assistant header (where the model "decides" who speaks) and the pirate words move most, up to
+# twice the typical token; ordinary words move least, a little below the median. This is what a probe has to
+# learn in notebook 3: a per-token strength `lambda(a) = ReLU(a . w + b)` that is large exactly where
+# the prompt acts.
