@@ -1,5 +1,7 @@
 """The one-call experiment: method names, configs, and a whole (tiny) run that resumes."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -141,3 +143,15 @@ def test_config_round_trips_through_its_dict():
         assert ExperimentConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown experiment setting"):
         ExperimentConfig.from_dict({**ExperimentConfig().to_dict(), "lr": 1.0})
+
+
+def test_a_fresh_run_is_reproduced_from_its_seed(tiny_model, planted_attribute, tmp_path):
+    config = ExperimentConfig(n_train=5, n_heldout=2, max_new_tokens=6, steps=8, methods=("Const-DiM", "A-PSR"),
+                              evaluation=EvalConfig(n_validation=2, n_test=2, max_new_tokens=5, max_steps=3))
+    kwargs = dict(attribute=planted_attribute, coherence_judge=LENGTH, triplet_coherence=ALWAYS, progress=False)
+    first = run_experiment(tiny_model, config, tmp_path / "a", **kwargs)
+    second = run_experiment(tiny_model, config, tmp_path / "b", **kwargs)
+    pd.testing.assert_frame_equal(first.results, second.results)
+    pd.testing.assert_frame_equal(first.faithfulness, second.faithfulness)
+    other = run_experiment(tiny_model, replace(config, seed=1), tmp_path / "c", **kwargs)
+    assert not other.data.triplets.table["response"].equals(first.data.triplets.table["response"])
