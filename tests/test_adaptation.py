@@ -20,7 +20,7 @@ NEW_TOKENS = 6
 
 @pytest.fixture(scope="module")
 def steerers(tiny_model, one_thread):
-    from conftest import make_tiny_pairs
+    from tiny_triplets import make_tiny_pairs
 
     pairs = make_tiny_pairs(tiny_model)
     config = TrainConfig(steps=20, seed=0)

@@ -137,7 +137,7 @@ def test_bad_comparisons(tiny_model, attribute):
 
 
 def test_a_tiny_real_comparison_is_reproducible(tiny_model, attribute):
-    from conftest import make_tiny_pairs
+    from tiny_triplets import make_tiny_pairs
     from workbench.steering import TrainConfig, train_steerer
 
     pairs = make_tiny_pairs(tiny_model)

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def pairs(tiny_model):
-    from conftest import make_tiny_pairs
+    from tiny_triplets import make_tiny_pairs
 
     return make_tiny_pairs(tiny_model)
 

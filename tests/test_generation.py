@@ -53,7 +53,7 @@ def test_bad_generation_inputs(tiny_model):
 # --------------------------------------------------------------------------- answers and lambda
 
 def _steerers(tiny_model):
-    from conftest import make_tiny_pairs
+    from tiny_triplets import make_tiny_pairs
     from workbench.steering import TrainConfig, train_steerer
 
     pairs = make_tiny_pairs(tiny_model)

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def psr(tiny_model):
-    from conftest import make_tiny_pairs
+    from tiny_triplets import make_tiny_pairs
 
     return train_steerer("psr-mse", tiny_model, 1.0, layers=None, pairs=make_tiny_pairs(tiny_model), rank=2,
                          config=TrainConfig(steps=20), progress=False)

@@ -1,0 +1,18 @@
+"""Three aligned triplets on the tiny model, for tests that train or apply steerers.
+
+A module of its own (not in conftest.py): ``make test`` also collects ``notebooks/conftest.py``,
+and two modules named ``conftest`` cannot both be imported by name.
+"""
+
+
+def make_tiny_pairs(tiny_model):
+    from workbench.chat import align, encode_response
+
+    tok = tiny_model.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    items = [
+        ("What is the capital of France?", "You are a pirate. Speak like a pirate.", "Arr matey, the capital be Paris!"),
+        ("How do I boil an egg?", "You are a cat. Meow a lot.", "Meow. Put the egg in boiling water, purr."),
+        ("Why is the sky blue?", "WRITE IN CAPITAL LETTERS.", "SUNLIGHT SCATTERS."),
+    ]
+    return [align(tok, q, i, encode_response(tok, r) + [end]) for q, i, r in items]
