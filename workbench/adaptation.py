@@ -51,9 +51,9 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.chat import PLACEMENTS, prompt_ids
-from workbench.generation import forward_with_cache, left_pad, new_kv_cache
+from workbench.generation import SamplingConfig, generate_batch
 from workbench.models import LoadedModel
-from workbench.steering import Steerer, check_alpha, prefill_span_mask
+from workbench.steering import Steerer, check_alpha
 
 BASELINE = "no adaptation"
 
@@ -155,7 +155,7 @@ class TimedRun:
     Attributes:
         ids: per question (in the order given), exactly ``new_tokens`` generated ids.
         seconds: wall time of the pass (prefill + decode, steering hooks included), in seconds.
-        prefill_seconds: the part of ``seconds`` spent on prefill (up to the first token).
+        prefill_seconds: the time of a one-token pass over the same prompts (prefill and the first token).
         cuda_peak_bytes: on CUDA, the peak of allocated memory above what was allocated at the start
             of the pass; NaN on other devices.
     """
@@ -171,43 +171,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
 def _fixed_batch(model: LoadedModel, prompts: Sequence[Sequence[int]], header_lens: Sequence[int],
                  steerer: Steerer | None, alpha: float, new_tokens: int) -> tuple[list[list[int]], float, float]:
-    """Greedy generation of exactly ``new_tokens`` per prompt (no stop at end of turn), steering as
-    :func:`workbench.generation.generate_batch` does. Returns ``(ids, seconds, prefill_seconds)``."""
-    device = model.device
-    ids, mask = left_pad(prompts, model.tokenizer.pad_token_id)
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    _sync(device)
-    start = time.perf_counter()
-    with ExitStack() as stack:
-        span = None
-        if steerer is not None:
-            span = stack.enter_context(steerer.apply(model, alpha))
-            span.mask = prefill_span_mask(mask, list(header_lens)).to(device)
-        cache = new_kv_cache(model)
-        logits = forward_with_cache(model, ids, mask, positions, cache)
-        if cache.get_seq_length() != ids.shape[1]:
-            raise RuntimeError(f"the KV cache holds {cache.get_seq_length()} positions after a {ids.shape[1]}-token "
-                               "prefill: transformers and transformer-lens disagree on the cache argument")
-        token = logits[:, -1, :].argmax(dim=-1)
-        _sync(device)
-        prefill = time.perf_counter() - start
-        if span is not None:
-            span.mask = None  # decode steps: every generated token is in the steered span
-        out = [token]
-        next_pos = positions[:, -1:] + 1
-        for _ in range(new_tokens - 1):
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            logits = forward_with_cache(model, token[:, None], mask, next_pos, cache)
-            next_pos = next_pos + 1
-            token = logits[:, -1, :].argmax(dim=-1)
-            out.append(token)
-        generated = torch.stack(out, dim=1).cpu()
-    _sync(device)
-    return generated.tolist(), time.perf_counter() - start, prefill
+    """Greedy generation of exactly ``new_tokens`` per prompt (no stop at end of turn) with
+    :func:`workbench.generation.generate_batch`, timed. The prefill alone is timed by a second,
+    one-token pass. Returns ``(ids, seconds, prefill_seconds)``."""
+    steerers = [(steerer, alpha)] if steerer is not None else []
+
+    def timed(n: int) -> tuple[list[list[int]], float]:
+        config = SamplingConfig(max_new_tokens=n, temperature=0, stop_at_end_of_turn=False)
+        _sync(model.device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = generate_batch(model, prompts, config, steerers=steerers, header_lens=header_lens)
+        _sync(model.device)
+        return out, time.perf_counter() - start
+
+    out, seconds = timed(new_tokens)
+    _, prefill = timed(1)
+    return out, seconds, prefill
 
 
 def timed_generation(model: LoadedModel, questions: Sequence[str], adaptation: Adaptation | None, *,

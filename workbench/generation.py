@@ -8,8 +8,10 @@ batch it lands in), and so that rows stop independently at end of turn.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import torch
@@ -20,11 +22,16 @@ from workbench.models import LoadedModel
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How to decode. ``temperature == 0`` is greedy; otherwise nucleus sampling with ``top_p``."""
+    """How to decode. ``temperature == 0`` is greedy; otherwise nucleus sampling with ``top_p``.
+
+    ``stop_at_end_of_turn=False`` generates exactly ``max_new_tokens`` per row (e.g. to time
+    methods on answers of equal length).
+    """
 
     max_new_tokens: int = 64
     temperature: float = 0.7
     top_p: float = 0.95
+    stop_at_end_of_turn: bool = True
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -69,9 +76,13 @@ def new_kv_cache(model: LoadedModel):
 def _kv_argument(model: LoadedModel) -> str:
     """The name under which the wrapped HF model takes its KV cache: ``cache`` (transformers >= 5.2x)
     or ``past_key_values`` (before)."""
-    import inspect
+    return _kv_argument_of(type(model.bridge.original_model))
 
-    params = inspect.signature(model.bridge.original_model.forward).parameters
+
+@lru_cache(maxsize=None)
+def _kv_argument_of(model_class: type) -> str:
+    # once per model class, not once per decode step
+    params = inspect.signature(model_class.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
@@ -230,7 +241,7 @@ def _decode(model, logits, cache, mask, positions, config, generators, n_rows, f
     ``feed_last``: run the final tokens through the model too (their logits are unused), so that
     hooks see every generated token, e.g. to read lambda on it.
     """
-    stops = stop_token_ids(model.tokenizer)
+    stops = stop_token_ids(model.tokenizer) if config.stop_at_end_of_turn else set()
     pad_id = model.tokenizer.pad_token_id
     out: list[list[int]] = [[] for _ in range(n_rows)]
     done = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
