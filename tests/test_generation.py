@@ -136,3 +136,13 @@ def test_an_unfilled_kv_cache_fails_loudly(tiny_model, monkeypatch):
     monkeypatch.setattr(generation, "_kv_argument", lambda model: "not_the_cache")
     with pytest.raises(RuntimeError, match="KV cache holds 0 positions"):
         generate_batch(tiny_model, _prompts(tiny_model)[:1], SamplingConfig(max_new_tokens=3, temperature=0))
+
+
+def test_generation_can_run_past_end_of_turn(tiny_model):
+    stopping = SamplingConfig(max_new_tokens=30, temperature=0)
+    fixed = SamplingConfig(max_new_tokens=30, temperature=0, stop_at_end_of_turn=False)
+    prompts = [prompt_ids(tiny_model.tokenizer, "What is the capital of France?")[0]] + _prompts(tiny_model)
+    short, full = generate_batch(tiny_model, prompts, stopping), generate_batch(tiny_model, prompts, fixed)
+    assert all(len(row) == 30 for row in full)
+    assert [f[: len(s)] for s, f in zip(short, full)] == short
+    assert any(len(s) < 30 for s in short)  # some row did stop early, so the switch mattered
