@@ -65,3 +65,12 @@ def test_spread_table_measures_orders_of_magnitude():
 def test_shown_layers_cover_first_and_last():
     assert shown_layers(30) == [0, 7, 14, 22, 29]
     assert shown_layers(3) == [0, 1, 2]
+    assert shown_layers([2, 4, 6, 8, 10, 12], 4) == [2, 6, 8, 12]  # spread over a steerer's own layers
+    assert shown_layers([3, 9], 4) == [3, 9]
+
+
+def test_layers_label():
+    from workbench.steering import layers_label
+
+    assert layers_label([15]) == "15" and layers_label(range(30)) == "0-29"
+    assert layers_label([3, 4]) == "3,4" and layers_label([3, 7, 12]) == "3,7,12"

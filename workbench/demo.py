@@ -20,6 +20,7 @@ import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,9 +63,13 @@ def spread_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def shown_layers(n_layers: int, count: int = 5) -> list[int]:
-    """``count`` evenly spread layers from the first to the last."""
-    return sorted({round(i * (n_layers - 1) / (count - 1)) for i in range(count)})
+def shown_layers(layers: int | Sequence[int], count: int = 5) -> list[int]:
+    """``count`` evenly spread layers, the first and the last included, of ``range(layers)`` (an
+    int: the model's layer count) or of a list of layers (all of them when there are no more)."""
+    items = list(range(layers)) if isinstance(layers, int) else list(layers)
+    if len(items) <= count:
+        return items
+    return sorted({items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)})
 
 
 def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConfig(), *,

@@ -69,12 +69,9 @@ class Method:
     @property
     def layers(self) -> str:
         """Where it acts: ``""`` (no steerer), ``"15"``, or ``"0-29"`` / ``"3,7"``."""
-        if self.steerer is None:
-            return ""
-        layers = list(self.steerer.layers)
-        if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
-            return f"{layers[0]}-{layers[-1]}"
-        return ",".join(str(l) for l in layers)
+        from workbench.steering import layers_label
+
+        return "" if self.steerer is None else layers_label(self.steerer.layers)
 
 
 def standard_methods(steerers: Mapping[str, object], plus_prompt: str | None = None) -> list[Method]:

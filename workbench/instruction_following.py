@@ -69,6 +69,7 @@ from workbench.chat import PLACEMENTS, AlignedPair, align, prompt_ids
 from workbench.generation import SamplingConfig, generate, generate_answers
 from workbench.judges import CoherenceJudge
 from workbench.models import LoadedModel
+from workbench.steering import layers_label
 from workbench.strength import bootstrap_ci
 from workbench.triplets import sample_seed
 
@@ -695,7 +696,7 @@ def run_instruction_following(
                     "coherence": float(table["coherence"].mean()),
                     "steerer": steerer.name if steerer is not None else "",
                     "rank": steerer.rank if steerer is not None else 0,
-                    "layers": _layers_label(steerer.layers) if steerer is not None else "",
+                    "layers": layers_label(steerer.layers) if steerer is not None else "",
                     "seconds": round(time.perf_counter() - t0, 2),
                 })
                 responses.append(table.assign(instruction=ins.id, method=method, alpha=a))
@@ -710,13 +711,6 @@ def run_instruction_following(
         training=MappingProxyType(training),
         steerers=MappingProxyType(steerers),
     )
-
-
-def _layers_label(layers: Sequence[int]) -> str:
-    layers = list(layers)
-    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ",".join(str(l) for l in layers)
 
 
 def evaluate_instruction_following(

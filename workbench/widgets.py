@@ -36,13 +36,14 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from workbench.chat import AlignedPair, align
+from workbench.demo import shown_layers
 from workbench.deltas import pair_magnitudes
 from workbench.experiment import PreparedData, faithfulness_strengths, method_spec
 from workbench.faithfulness import faithfulness
 from workbench.generation import Generation, SamplingConfig, generate_answers
 from workbench.lambda_tables import generation_lambda_table
 from workbench.plotting import TEMPLATE, faithfulness_curves, method_color, token_heatmap
-from workbench.steering import Steerer, TrainConfig, TrainProgress, check_alpha, make_trainer
+from workbench.steering import Steerer, TrainConfig, TrainProgress, check_alpha, layers_label, make_trainer
 
 __all__ = ["LambdaExplorer", "METHOD_LABELS", "TrainChoice", "TrainingPanel", "steerer_name"]
 
@@ -88,22 +89,9 @@ def _status_html(text: str, kind: str = "info") -> str:
     return f'<span style="color:{colour}">{html.escape(text, quote=False)}</span>'
 
 
-def _spread(items: Sequence[int], k: int) -> list[int]:
-    """``k`` items spread evenly over ``items``, the first and last included."""
-    items = list(items)
-    if len(items) <= k:
-        return items
-    return sorted({items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)})
-
-
 def _layers_text(layers: Sequence[int]) -> str:
-    """``"layer 5"``, ``"layers 0-29"`` or ``"layers 3, 7, 12"``."""
-    layers = list(layers)
-    if len(layers) == 1:
-        return f"layer {layers[0]}"
-    if layers == list(range(layers[0], layers[-1] + 1)):
-        return f"layers {layers[0]}-{layers[-1]}"
-    return "layers " + ", ".join(map(str, layers))
+    """``"layer 5"``, ``"layers 0-29"`` or ``"layers 3,7"``."""
+    return ("layer " if len(layers) == 1 else "layers ") + layers_label(layers)
 
 
 def _show_figure(out: widgets.Output, fig: go.Figure | None) -> None:
@@ -554,7 +542,7 @@ class TrainingPanel(_Displayable):
             raise ValueError(f"nothing to compare for {attribute!r}: train a steerer or pass others=")
         last = self.model.n_layers - 1
         one_layer = new in steerers and len(steerers[new].layers) == 1
-        table_layers = sorted({steerers[new].layers[0], last}) if one_layer else _spread(range(self.model.n_layers), 4)
+        table_layers = sorted({steerers[new].layers[0], last}) if one_layer else shown_layers(self.model.n_layers, 4)
         self.faithfulness = faith = self._measure(attribute, data, steerers)
         self.faithfulness_figure = None if one_layer else faithfulness_curves(
             faith, title=f"Faithfulness to the prompt ({html.escape(data.attribute.name)})")
@@ -637,7 +625,7 @@ class LambdaExplorer(_Displayable):
             raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
         if delta_kind not in ("acc", "loc"):
             raise ValueError(f"delta_kind must be 'acc' or 'loc', got {delta_kind!r}")
-        default = _spread(steerer.layers, 4)
+        default = shown_layers(steerer.layers, 4)
         layers = default if layers is None else [int(l) for l in layers]
         for layer in layers:
             if layer not in steerer.layers:

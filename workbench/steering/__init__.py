@@ -22,14 +22,14 @@ from workbench.steering.io import load_steerer, read_metadata, save_steerer
 from workbench.steering.joint import response_nll, span_mse
 from workbench.steering.layerwise import fit_const_mse, fit_dim, relative_mse
 from workbench.steering.steerer import (
-    MAX_ABS_ALPHA, METHODS, ConstSteerer, PSRSteerer, Steerer, SteererInfo, check_alpha, make_steerer,
+    MAX_ABS_ALPHA, METHODS, ConstSteerer, PSRSteerer, Steerer, SteererInfo, check_alpha, layers_label, make_steerer,
 )
 from workbench.steering.train import TrainConfig, TrainProgress
 
 __all__ = [
     "MAX_ABS_ALPHA", "METHODS", "ConstSteerer", "PSRSteerer", "Span", "Steerer", "SteererInfo", "TokenData",
     "TrainConfig", "TrainProgress", "aligned_span_mask", "apply", "check_alpha", "fit_const_mse", "fit_dim",
-    "lambdas", "load_steerer", "make_steerer", "make_trainer", "prefill_span_mask", "read_metadata",
+    "lambdas", "layers_label", "load_steerer", "make_steerer", "make_trainer", "prefill_span_mask", "read_metadata",
     "relative_mse", "response_nll", "save_steerer", "soft_labels_of", "span_mse", "split_sequences",
     "token_data_from_pairs", "token_data_from_store", "train_steerer",
 ]

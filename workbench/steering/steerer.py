@@ -50,6 +50,14 @@ def check_alpha(alpha: float) -> float:
     return value
 
 
+def layers_label(layers) -> str:
+    """Where a steerer acts, short: ``"15"``, ``"0-29"`` (a run of three or more), or ``"3,7"``."""
+    layers = [int(l) for l in layers]
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(str(l) for l in layers)
+
+
 @dataclass(frozen=True)
 class SteererInfo:
     """What a steerer is and where it came from; all of it is saved with the parameters.
