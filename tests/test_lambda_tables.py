@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import torch
 
@@ -58,5 +59,15 @@ def test_lambda_vs_delta_on_every_layer(tiny_model, tiny_pairs, psr):
     assert table["layer"].tolist() == list(psr.layers) and (table["n_tokens"] == n_response).all()
     finite = table["spearman"].dropna()
     assert len(finite) >= 1 and finite.between(-1, 1).all()  # NaN only where lambda is constant (dead ReLU)
+    # the same correlation computed the long way: lambda read through the model, norms from pair_magnitudes
+    from workbench.deltas import pair_magnitudes
+
+    norms = pair_magnitudes(tiny_model, tiny_pairs, psr.layers, kind="loc")
+    norms = norms[~norms["is_header"]].sort_values(["sample", "layer", "position"])
+    for i, layer in enumerate(psr.layers):
+        lam = torch.cat([lambdas(tiny_model, psr, p)[i, p.header_len:].sum(-1) for p in tiny_pairs])
+        expected = pd.Series(lam.tolist()).rank().corr(pd.Series(norms[norms["layer"] == layer]["norm"].tolist()).rank())
+        got = table.set_index("layer").at[layer, "spearman"]
+        assert (math.isnan(got) and lam.unique().numel() == 1) or got == pytest.approx(expected, abs=1e-4)
     dim = train_steerer("const-dim", tiny_model, 1.0, layers=1, pairs=tiny_pairs, progress=False)
     assert math.isnan(lambda_vs_delta(tiny_model, dim, tiny_pairs)["spearman"].iloc[0])

@@ -86,22 +86,25 @@ def lambda_vs_delta(model, steerer, pairs, kind: str | None = None) -> pd.DataFr
     Returns:
         ``layer, spearman, n_tokens`` (NaN correlation for constant vectors, whose lambda is 1).
     """
-    from workbench.deltas import pair_magnitudes
-    from workbench.steering import lambdas
+    from workbench.deltas import delta_norms
+    from workbench.extraction import extract_batch
 
     if not pairs:
         raise ValueError("no pairs to compare lambda with Delta_PS on")
+    steerer.check_model(model)
     kind = kind or ("acc" if steerer.info.scope == "single" else "loc")
-    magnitudes = pair_magnitudes(model, pairs, steerer.layers, kind=kind)
-    magnitudes = magnitudes[~magnitudes["is_header"]]
-    read = [lambdas(model, steerer, pair)[:, pair.header_len:].sum(-1) for pair in pairs]  # [layers, tokens] each
-    magnitudes = magnitudes.sort_values(["sample", "layer", "position"])
+    # lambda at alpha 0 is read from the unsteered run's activations, which the extraction records
+    # anyway: one batched extraction gives both sides
+    with torch.no_grad():
+        acts = extract_batch(model, pairs, steerer.layers, local=kind == "loc")
+    response = acts.position >= acts.header_len[acts.sample]  # [tokens]
     rows = []
     for i, layer in enumerate(steerer.layers):
-        lam = torch.cat([r[i] for r in read]).tolist()
-        norm = magnitudes[magnitudes["layer"] == layer]["norm"].tolist()
-        series = pd.Series(lam)
+        lam = steerer.lambdas_from_acts(layer, acts.base[i]).sum(-1)[response]
+        norm, _ = delta_norms((acts.acc if kind == "acc" else acts.loc)[i], acts.base[i])
+        series = pd.Series(lam.tolist())
         # Spearman = Pearson on (average) ranks; pandas' own "spearman" needs scipy
-        spearman = float(series.rank().corr(pd.Series(norm).rank())) if series.nunique() > 1 else float("nan")
-        rows.append({"layer": int(layer), "spearman": spearman, "n_tokens": len(lam)})
+        spearman = (float(series.rank().corr(pd.Series(norm[response].tolist()).rank()))
+                    if series.nunique() > 1 else float("nan"))
+        rows.append({"layer": int(layer), "spearman": spearman, "n_tokens": len(series)})
     return pd.DataFrame(rows)
