@@ -155,3 +155,22 @@ def test_a_fresh_run_is_reproduced_from_its_seed(tiny_model, planted_attribute, 
     pd.testing.assert_frame_equal(first.faithfulness, second.faithfulness)
     other = run_experiment(tiny_model, replace(config, seed=1), tmp_path / "c", **kwargs)
     assert not other.data.triplets.table["response"].equals(first.data.triplets.table["response"])
+
+
+def test_prepared_data_is_not_prepared_twice(tiny_model, planted_attribute, tmp_path, monkeypatch):
+    config = ExperimentConfig(n_train=4, n_heldout=2, max_new_tokens=5, steps=3, methods=("Const-DiM",),
+                              plus_prompt=None,
+                              evaluation=EvalConfig(n_validation=2, n_test=2, max_new_tokens=4, max_steps=3))
+    kwargs = dict(attribute=planted_attribute, coherence_judge=LENGTH, progress=False)
+    data = experiment.prepare_data(tiny_model, planted_attribute, tmp_path, config, triplet_coherence=ALWAYS,
+                                   progress=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("prepared the data again")
+
+    monkeypatch.setattr(experiment, "prepare_data", refuse)
+    result = run_experiment(tiny_model, config, tmp_path, data=data, **kwargs)
+    assert result.data is data
+    other = make_attribute("other", "x", ["Be other."], QUESTIONS, lambda r: 50.0)
+    with pytest.raises(ValueError, match="prepared data is of 'talky'"):
+        run_experiment(tiny_model, config, tmp_path, data=data, **{**kwargs, "attribute": other})

@@ -99,7 +99,7 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
     }
     result = None
     if config.evaluate:
-        result = run_experiment(model, experiment, out, attribute=attribute, progress=progress)
+        result = run_experiment(model, experiment, out, attribute=attribute, data=data, progress=progress)
         summary["seconds_experiment"] = result.meta["seconds"]
         summary["results"] = _result_lines(result)
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)

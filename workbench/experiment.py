@@ -36,10 +36,10 @@ from tqdm.auto import tqdm
 
 from workbench.atomic import atomic_write_bytes, atomic_write_json
 from workbench.attributes import Attribute, load_attribute
-from workbench.chat import AlignedPair, align
+from workbench.chat import AlignedPair
 from workbench.deltas import extract_deltas, pairs_fingerprint
 from workbench.evaluation import Comparison, EvalConfig, compare_methods, standard_methods
-from workbench.faithfulness import faithfulness
+from workbench.faithfulness import faithfulness, paraphrase_pairs
 from workbench.judges import Judge
 from workbench.models import LoadedModel
 from workbench.store import DeltaStore
@@ -248,8 +248,8 @@ def prepare_data(model: LoadedModel, attribute: Attribute | str, directory: str 
     paraphrase = None
     if attribute.paraphrases:
         kept = heldout.kept
-        paraphrase = [align(model.tokenizer, q, attribute.paraphrases[0], list(ids), placement=p, max_len=model.n_ctx)
-                      for q, ids, p in zip(kept["question"], kept["response_ids"], kept["placement"])]
+        paraphrase = paraphrase_pairs(model.tokenizer, list(zip(kept["question"], kept["instruction"], kept["response_ids"])),
+                                      attribute.paraphrases[0], placement=heldout.meta["config"]["placement"])
     return PreparedData(attribute, triplets, pairs, store, heldout, heldout_pairs, paraphrase)
 
 
@@ -354,6 +354,7 @@ def run_experiment(
     attribute_judge: Judge | None = None,
     coherence_judge: Judge | None = None,
     triplet_coherence: Judge | None = None,
+    data: PreparedData | None = None,
     progress: bool = True,
 ) -> ExperimentResult:
     """Triplets -> deltas -> steerers -> TA@C table and faithfulness curves, resumable in ``directory``.
@@ -364,6 +365,8 @@ def run_experiment(
             ones); the training triplets are always judged offline, so that an LLM judge only
             changes the measurement, not what is trained.
         triplet_coherence: the coherence judge that keeps training triplets (see :func:`prepare_data`).
+        data: what :func:`prepare_data` already returned for this model, attribute, directory and
+            config (the demo's heat maps need it first); prepared here otherwise.
     Returns:
         An :class:`ExperimentResult`, also saved to ``directory`` (``results.csv``,
         ``faithfulness.csv``, ...).
@@ -372,7 +375,11 @@ def run_experiment(
     attribute = load_attribute(attribute if attribute is not None else config.attribute)
     times = {}
     t0 = time.perf_counter()
-    data = prepare_data(model, attribute, directory, config, triplet_coherence=triplet_coherence, progress=progress)
+    if data is None:
+        data = prepare_data(model, attribute, directory, config, triplet_coherence=triplet_coherence, progress=progress)
+    elif data.attribute.name != attribute.name or data.store.model_id != model.model_id:
+        raise ValueError(f"the prepared data is of {data.attribute.name!r} on {data.store.model_id!r}, but the "
+                         f"experiment is {attribute.name!r} on {model.model_id!r}")
     times["data"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     steerers = train_methods(model, data, config, directory / "steerers", progress=progress)
