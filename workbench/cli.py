@@ -237,18 +237,12 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _judge_config(base_url: str | None, model: str | None):
-    """An LLM judge config from command-line values where given, else from the environment (the API
-    key only ever from the environment), or None when no endpoint is configured."""
+    """The LLM judge of :meth:`LLMJudgeConfig.from_env`, with the command line's base URL and model in
+    place of the environment's (the API key only ever comes from the environment); None when no
+    endpoint is configured."""
     import os
 
     from workbench.llm_judge import LLMJudgeConfig
 
-    if base_url is None and model is None:
-        return LLMJudgeConfig.from_env()
-    env = os.environ
-    base_url = base_url or env.get("WORKBENCH_JUDGE_BASE_URL") or env.get("OPENAI_BASE_URL")
-    model = model or env.get("WORKBENCH_JUDGE_MODEL")
-    if not base_url or not model:
-        return None
-    return LLMJudgeConfig(base_url=base_url, model=model,
-                          api_key=env.get("WORKBENCH_JUDGE_API_KEY") or env.get("OPENAI_API_KEY"))
+    flags = {"WORKBENCH_JUDGE_BASE_URL": base_url, "WORKBENCH_JUDGE_MODEL": model}
+    return LLMJudgeConfig.from_env({**os.environ, **{k: v for k, v in flags.items() if v}})

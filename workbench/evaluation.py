@@ -209,7 +209,7 @@ class Evaluator:
 
     def __init__(self, model: LoadedModel, attribute: Attribute | str, config: EvalConfig = EvalConfig(), *,
                  attribute_judge: Judge | None = None, coherence_judge: Judge | None = None,
-                 progress: bool = True, cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None) -> None:
         self.model = model
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.attribute = load_attribute(attribute)
@@ -219,7 +219,6 @@ class Evaluator:
                              f"{self.attribute.name!r} has {len(self.attribute.instructions)} instructions")
         self.attribute_judge = attribute_judge or self.attribute.judge
         self.coherence_judge = coherence_judge or CoherenceJudge(logprob_fn=logprob_fn(model))
-        self.progress = progress
         self.questions = {
             "validation": self._questions("validation", config.n_validation),
             "test": self._questions("test", config.n_test),
@@ -379,7 +378,7 @@ def compare_methods(
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be distinct, got {names}")
     evaluator = Evaluator(model, attribute, config, attribute_judge=attribute_judge,
-                          coherence_judge=coherence_judge, progress=progress, cache_dir=cache_dir)
+                          coherence_judge=coherence_judge, cache_dir=cache_dir)
     targets = {}
     for target in config.targets:
         if target == "prompt":
