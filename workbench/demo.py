@@ -137,12 +137,11 @@ def _result_lines(result: ExperimentResult) -> dict:
 
 
 def _experiment_html(result: ExperimentResult) -> list[str]:
-    from workbench.plotting import coherence_tradeoff, faithfulness_curves, results_bars
+    from workbench.figures import comparison_figures
 
     meta, comparison = result.meta, result.comparison
     targets = comparison.meta["targets"]
-    sweep = comparison.sweep[comparison.sweep["split"] == "validation"]
-    c80 = result.results[result.results["target"] == "C80"] if "C80" in targets else result.results
+    figures = comparison_figures(result)
     sections = [
         "<h2>Steering at equal coherence</h2>",
         f"<p>Each steerer was trained on the {meta['n_train_kept']} kept training triplets "
@@ -153,9 +152,8 @@ def _experiment_html(result: ExperimentResult) -> list[str]:
         f"{comparison.meta['n_test']} test questions is TA@C80 / TA@C<sub>p</sub> (95% bootstrap intervals). "
         "Judges: " + html.escape(f"{comparison.meta['attribute_judge']} (attribute), "
                                  f"{comparison.meta['coherence_judge']} (coherence)") + ".</p>",
-        figure_html(results_bars(result.results, title="Attribute score at equal coherence"), first=True),
-        figure_html(coherence_tradeoff(sweep, results=c80, target=80.0,
-                                       title="Attribute vs coherence as alpha grows (validation)"), first=False),
+        figure_html(figures["ta_at_c"], first=True),
+        figure_html(figures["tradeoff"], first=False),
         dataframe_html(comparison.table().drop(columns=["reached"])),
         "<h2>Faithfulness: how closely each method tracks the prompt</h2>",
         f"<p>On {meta['n_heldout_kept']} held-out triplets (test questions), teacher-forced on the prompt-steered "
@@ -163,8 +161,7 @@ def _experiment_html(result: ExperimentResult) -> list[str]:
         "||A<sub>l</sub>(x y') − A<sub>l</sub>(x' y')||. 1 is no better than not steering, 0 is the prompt itself; "
         "the paraphrase curve is the same instruction in other words"
         + (f" (<i>{html.escape(meta['paraphrase'])}</i>)" if meta.get("paraphrase") else "") + ".</p>",
-        figure_html(faithfulness_curves(result.faithfulness, title="Relative RMSE to the prompt-steered activations"),
-                    first=False),
+        figure_html(figures["faithfulness"], first=False),
     ]
     return sections
 

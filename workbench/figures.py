@@ -67,14 +67,21 @@ def paper_figures(model, result, *, sample: int = 0, lambda_method: str | None =
         shown = [l for l in layers if l in steerer.layers] or list(steerer.layers)
         figures["lambda_tokens"] = token_heatmap(lam[lam["component"] == 0], "lambda", layers=shown, scale="linear",
                                                  title=f"{lambda_method}: lambda per token (same answer)")
-    figures["faithfulness"] = faithfulness_curves(result.faithfulness,
-                                                  title="Relative RMSE to the prompt-steered activations")
+    return {**figures, **comparison_figures(result)}
+
+
+def comparison_figures(result) -> dict[str, go.Figure]:
+    """The figures drawn from an experiment's tables alone (no model needed): ``faithfulness``,
+    ``tradeoff`` (validation evaluations, TA@C80 points marked) and ``ta_at_c``."""
     comparison = result.comparison
     sweep = comparison.sweep[comparison.sweep["split"] == "validation"]
     c80 = result.results[result.results["target"] == "C80"]
-    figures["tradeoff"] = coherence_tradeoff(sweep, results=c80 if len(c80) else None, target=80.0)
-    figures["ta_at_c"] = results_bars(result.results, title="Attribute score at equal coherence")
-    return figures
+    return {
+        "faithfulness": faithfulness_curves(result.faithfulness, title="Relative RMSE to the prompt-steered activations"),
+        "tradeoff": coherence_tradeoff(sweep, results=c80 if len(c80) else None, target=80.0,
+                                       title="Attribute vs coherence as alpha grows (validation)"),
+        "ta_at_c": results_bars(result.results, title="Attribute score at equal coherence"),
+    }
 
 
 def write_figures(figures: Mapping[str, go.Figure], out_dir: str | Path,
