@@ -81,12 +81,13 @@ def test_a_tiny_experiment_end_to_end_and_resumed(tiny_model, planted_attribute,
                                   check_dtype=False)
     assert len(list((tmp_path / "steerers").glob("*.safetensors"))) == 3
 
-    # a second call trains nothing and generates nothing: steerers and evaluations come from disk
+    # a second call trains nothing, generates nothing and measures nothing: all of it comes from disk
     def refuse(*args, **kwargs):
         raise AssertionError("recomputed something that was stored")
 
     monkeypatch.setattr("workbench.steering.train_steerer", refuse)
     monkeypatch.setattr("workbench.evaluation.generate_answers", refuse)
+    monkeypatch.setattr(experiment, "faithfulness", refuse)
     again = run_experiment(tiny_model, config, tmp_path, **kwargs)
     pd.testing.assert_frame_equal(again.results, result.results)
     pd.testing.assert_frame_equal(again.faithfulness, result.faithfulness)

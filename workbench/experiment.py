@@ -1,7 +1,8 @@
 """One call from an attribute to the paper's two comparisons: TA@C and faithfulness.
 
 :func:`run_experiment` chains the library's steps, each stored under one run directory and
-resumed when it is there already (triplets, delta shards, steerers and every judged evaluation):
+resumed when it is there already (triplets, delta shards, steerers, every judged evaluation and the
+faithfulness table):
 
 1. **data** (:func:`prepare_data`): prompt-steered triplets on the attribute's training questions
    (kept when both judges pass), their Delta_PS at every layer (accumulated and local), and
@@ -24,6 +25,7 @@ Everything is seeded by ``config.seed``; the offline judges are the default, and
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import time
@@ -337,6 +339,26 @@ def faithfulness_strengths(steerers: Mapping[str, object], labels: Sequence[floa
     return out
 
 
+def _stored_faithfulness(model: LoadedModel, data: PreparedData, measured: Mapping[str, tuple],
+                         directory: Path) -> pd.DataFrame:
+    """:func:`workbench.faithfulness.faithfulness` of ``measured`` on the held-out triplets, kept in
+    ``directory`` under a name made of everything it depends on, so a rerun reads it back."""
+    from workbench.evaluation import steerer_fingerprint
+
+    key = json.dumps([STEERER_CACHE_VERSION, model.model_id, pairs_fingerprint(data.heldout_pairs),
+                      pairs_fingerprint(data.paraphrase_pairs or []),
+                      {name: [steerer_fingerprint(s), a if isinstance(a, float) else list(a)]
+                       for name, (s, a) in sorted(measured.items())}])
+    path = directory / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    faith = faithfulness(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs)
+    buffer = io.BytesIO()
+    faith.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return faith
+
+
 def strengths_in_use(steerers: Mapping[str, object], results: pd.DataFrame, target: str = "C80") -> dict[str, tuple]:
     """``{"<name> @C80": (steerer, alpha)}``: each steerer at the strength the TA@C search chose for
     ``target``, i.e. as it is used to steer, which may be far from the strength it was trained at."""
@@ -394,7 +416,7 @@ def run_experiment(
     numeric = [label for label in comparison.meta["targets"] if label != "Cp"]
     if numeric:
         measured.update(strengths_in_use(steerers, comparison.results, numeric[0]))
-    faith = faithfulness(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs)
+    faith = _stored_faithfulness(model, data, measured, directory / "faithfulness")
     times["faithfulness"] = time.perf_counter() - t0
     meta = {
         "version": EXPERIMENT_VERSION, "model": model.model_id, "attribute": attribute.name,
