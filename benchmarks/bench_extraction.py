@@ -23,10 +23,10 @@ import time
 
 import torch
 
-from workbench.chat import align, encode_response
-from workbench.deltas import extract_deltas
-from workbench.extraction import right_pad
-from workbench.models import EMBEDDED_MODEL, load_model
+from workbench.activations.deltas import extract_deltas
+from workbench.core.chat import align, encode_response
+from workbench.core.models import EMBEDDED_MODEL, load_model
+from workbench.core.span import right_pad
 
 QUESTIONS = [
     "What is the capital of France?", "How do I boil an egg?", "Why is the sky blue?", "What is a black hole?",

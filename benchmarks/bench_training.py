@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from workbench.attributes import data_dir, load_attribute, load_question_splits
-from workbench.chat import align, encode_response
-from workbench.models import EMBEDDED_MODEL, load_model
+from workbench.core.chat import align, encode_response
+from workbench.core.models import EMBEDDED_MODEL, load_model
+from workbench.data.attributes import data_dir, load_attribute, load_question_splits
 from workbench.steering import TrainConfig, make_trainer, span_mse, token_data_from_pairs
 
 RESPONSES = [

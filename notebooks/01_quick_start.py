@@ -17,8 +17,8 @@
 
 # %%
 from workbench import load_model
-from workbench.attributes import load_attribute
-from workbench.generation import SamplingConfig, generate_answers
+from workbench.core.generation import SamplingConfig, generate_answers
+from workbench.data.attributes import load_attribute
 
 model = load_model()  # the embedded SmolLM2-135M-Instruct; the first call builds a float32 cache (~20 s)
 print(model.model_id, "|", model.n_layers, "layers | d_model", model.d_model)
@@ -77,8 +77,8 @@ print("pirate judge (0-100):", {k: round(v) for k, v in scores.items()})
 # token and layer, and the norm relative to the activation itself.
 
 # %%
-from workbench.chat import align
-from workbench.deltas import pair_magnitudes
+from workbench.activations.deltas import pair_magnitudes
+from workbench.core.chat import align
 
 pair = align(model.tokenizer, question, instruction, steered.ids)
 table = pair_magnitudes(model, [pair])
@@ -92,8 +92,8 @@ table.head().round(3)
 # layer). Hover a token for its raw value; the italic tokens are the assistant header.
 
 # %%
-from workbench.demo import shown_layers
-from workbench.plotting import token_heatmap
+from workbench.viz.figures import shown_layers
+from workbench.viz.plotting import token_heatmap
 
 layers = shown_layers(model.n_layers)  # five layers from first to last
 token_heatmap(table, "norm", layers=layers, per_layer=True, title="||Delta_PS|| per token (x layer median)")

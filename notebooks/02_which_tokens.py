@@ -19,8 +19,8 @@
 from pathlib import Path
 
 from workbench import load_model
-from workbench.experiment import ExperimentConfig, prepare_data
-from workbench.triplets import summarize
+from workbench.app.experiment import ExperimentConfig, prepare_data
+from workbench.data.triplets import summarize
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook()
@@ -47,15 +47,15 @@ for row in kept.head(3).itertuples():
 # answer tokens (the header is left out), the 10th, 50th and 90th percentiles and the largest value:
 
 # %%
-from workbench.deltas import token_magnitudes
-from workbench.demo import spread_table
+from workbench.activations.deltas import token_magnitudes
+from workbench.app.demo import spread_table
 
 acc = token_magnitudes(data.store, model.tokenizer, kind="acc")
 spread = spread_table(acc)
 print(spread[spread["layer"].isin([0, 5, 10, 15, 20, 25, 29])].round(2).to_string(index=False))
 
 # %%
-from workbench.plotting import magnitude_distribution
+from workbench.viz.plotting import magnitude_distribution
 
 magnitude_distribution(acc, "norm", title="||Delta_PS|| across answer tokens (band: 10th-90th percentile)")
 
@@ -82,7 +82,7 @@ print("median ||D_loc|| / median ||D_acc||, per layer:")
 print(ratio.iloc[::3].round(2).to_string())
 
 # %%
-from workbench.plotting import layer_token_heatmap
+from workbench.viz.plotting import layer_token_heatmap
 
 layer_token_heatmap(acc, "norm", sample=0, per_layer=True, title="Accumulated ||Delta_PS||, sample 0")
 
@@ -104,7 +104,7 @@ layer_token_heatmap(loc, "norm", sample=0, per_layer=True, title="Local ||Delta_
 # layer's median answer token.
 
 # %%
-from workbench.deltas import magnitude_by_kind
+from workbench.activations.deltas import magnitude_by_kind
 
 pirate_words = data.attribute.judge.spec["words"]
 kinds = magnitude_by_kind(acc, pirate_words, value="rel_norm", layers=[5, 15, 25, 29])

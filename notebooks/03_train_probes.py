@@ -26,7 +26,7 @@
 from pathlib import Path
 
 from workbench import load_model
-from workbench.experiment import ExperimentConfig, prepare_data, train_methods
+from workbench.app.experiment import ExperimentConfig, prepare_data, train_methods
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook()
@@ -48,8 +48,8 @@ for name, steerer in others.items():
 # attributes are prepared the first time you pick them (a few minutes each).
 
 # %%
+from workbench.app.widgets import TrainingPanel
 from workbench.steering import TrainConfig
-from workbench.widgets import TrainingPanel
 
 attributes = ["pirate", "french", "spanish", "cat", "brief"]
 datasets = {"pirate": data}
@@ -89,7 +89,7 @@ print(panel.comparison.round(3).to_string(index=False))
 # The loss curves of the runs, side by side (training loss solid, validation dashed):
 
 # %%
-from workbench.plotting import loss_curves
+from workbench.viz.plotting import loss_curves
 
 loss_curves({name: panel.history_of(name) for name in panel.trained}, title="Panel runs")
 

@@ -14,7 +14,7 @@
 from pathlib import Path
 
 from workbench import load_model
-from workbench.experiment import ExperimentConfig, prepare_data, train_methods
+from workbench.app.experiment import ExperimentConfig, prepare_data, train_methods
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook()
@@ -35,7 +35,7 @@ print(a_psr.name, "|", len(a_psr.layers), "layers | instruction:", instruction)
 # per-layer median = 1). Tick *auto* to regenerate as you move the slider.
 
 # %%
-from workbench.widgets import LambdaExplorer
+from workbench.app.widgets import LambdaExplorer
 
 explorer = LambdaExplorer(model, a_psr, questions, instruction, alpha=1.75, max_new_tokens=40, layers=[5, 15, 25, 29])
 explorer.question.value = questions[4]
@@ -68,8 +68,8 @@ print(f"share of the total lambda in these 5 of {len(at15)} tokens: {top['lambda
 # words; notebook 6 chooses the strength by coherence instead, on sampled answers.
 
 # %%
-from workbench.generation import SamplingConfig, generate_answers
-from workbench.lambda_tables import generation_lambda_table
+from workbench.core.generation import SamplingConfig, generate_answers
+from workbench.steering.lambda_tables import generation_lambda_table
 
 greedy = SamplingConfig(max_new_tokens=40, temperature=0)
 for alpha in (0.0, 1.0, 1.5, 1.75, 2.5):
@@ -88,7 +88,7 @@ for alpha in (0.0, 1.0, 1.5, 1.75, 2.5):
 # tokens exactly as the prompt rewrites them.
 
 # %%
-from workbench.lambda_tables import lambda_vs_delta
+from workbench.steering.lambda_tables import lambda_vs_delta
 
 agreement = lambda_vs_delta(model, a_psr, data.heldout_pairs)
 print(agreement.iloc[::4].round(2).to_string(index=False))

@@ -19,7 +19,7 @@
 from pathlib import Path
 
 from workbench import load_model
-from workbench.experiment import ExperimentConfig, faithfulness_strengths, prepare_data, train_methods
+from workbench.app.experiment import ExperimentConfig, faithfulness_strengths, prepare_data, train_methods
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook()
@@ -32,7 +32,7 @@ print(f"{len(data.heldout_pairs)} held-out triplets; paraphrase: {data.attribute
 # ## At the trained strength
 
 # %%
-from workbench.faithfulness import faithfulness
+from workbench.evaluation.faithfulness import faithfulness
 
 faith = faithfulness(model, data.heldout_pairs, faithfulness_strengths(steerers, data.heldout_labels),
                      paraphrase=data.paraphrase_pairs)
@@ -40,7 +40,7 @@ wide = faith.pivot(index="layer", columns="method", values="rel_rmse")
 print(wide.loc[[0, 5, 10, 14, 15, 16, 20, 25, 29]].round(3).to_string())
 
 # %%
-from workbench.plotting import faithfulness_curves
+from workbench.viz.plotting import faithfulness_curves
 
 faithfulness_curves(faith, title="Relative RMSE to the prompt-steered activations (trained strength)")
 
@@ -63,8 +63,8 @@ faithfulness_curves(faith, title="Relative RMSE to the prompt-steered activation
 # runs the search otherwise).
 
 # %%
-from workbench.evaluation import compare_methods, standard_methods
-from workbench.experiment import strengths_in_use
+from workbench.app.experiment import strengths_in_use
+from workbench.evaluation.comparison import compare_methods, standard_methods
 
 comparison = compare_methods(model, data.attribute, standard_methods(steerers, plus_prompt="A-PSR"),
                              config.evaluation, cache_dir=RUN / "evaluations", progress=False)

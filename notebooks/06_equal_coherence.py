@@ -19,7 +19,7 @@
 from pathlib import Path
 
 from workbench import load_model
-from workbench.experiment import ExperimentConfig, prepare_data, train_methods
+from workbench.app.experiment import ExperimentConfig, prepare_data, train_methods
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook()
@@ -38,7 +38,7 @@ print(f"validation questions {config.evaluation.n_validation}, test questions {c
 # run directory, so rerunning costs nothing.
 
 # %%
-from workbench.evaluation import compare_methods, standard_methods
+from workbench.evaluation.comparison import compare_methods, standard_methods
 
 comparison = compare_methods(model, data.attribute, standard_methods(steerers, plus_prompt="A-PSR"),
                              config.evaluation, cache_dir=RUN / "evaluations", progress=False)
@@ -53,7 +53,7 @@ print(table.round(1).to_string(index=False))
 # against coherence. The large markers are where each search stopped for the target 80.
 
 # %%
-from workbench.plotting import coherence_tradeoff
+from workbench.viz.plotting import coherence_tradeoff
 
 sweep = comparison.sweep[comparison.sweep["split"] == "validation"]
 coherence_tradeoff(sweep, results=comparison.results[comparison.results["target"] == "C80"], target=80.0)
@@ -68,7 +68,7 @@ for (method, target), search in comparison.searches.items():
 # ## The table as a figure
 
 # %%
-from workbench.plotting import results_bars
+from workbench.viz.plotting import results_bars
 
 results_bars(comparison.results, title="Attribute score at equal coherence (95% bootstrap CI)")
 
@@ -94,7 +94,7 @@ results_bars(comparison.results, title="Attribute score at equal coherence (95% 
 # crash the sweep. Nothing runs here when no endpoint is configured.
 
 # %%
-from workbench.llm_judge import LLMJudgeConfig, make_llm_judges
+from workbench.judges.llm_judge import LLMJudgeConfig, make_llm_judges
 
 judge_config = LLMJudgeConfig.from_env()
 if judge_config is None:

@@ -18,7 +18,7 @@
 
 # %%
 from workbench import load_model
-from workbench.instruction_following import load_instructions
+from workbench.evaluation.instruction_following import load_instructions
 
 model = load_model()
 instructions = {ins.id: ins for ins in load_instructions()}
@@ -45,7 +45,7 @@ for text in ("the sky is blue because air scatters blue light.", "The sky is blu
 # at.
 
 # %%
-from workbench.instruction_following import run_instruction_following
+from workbench.evaluation.instruction_following import run_instruction_following
 from workbench.steering import TrainConfig
 
 run = run_instruction_following(model, ["lowercase", "max_words_30"], n_train=24, n_test=10, rank=4, layers=None,
@@ -57,7 +57,7 @@ print(summary.round(2).to_string(index=False))
 # %%
 import plotly.express as px
 
-from workbench.plotting import TEMPLATE, method_colors
+from workbench.viz.plotting import TEMPLATE, method_colors
 
 colours = method_colors(run.summary["method"])
 px.bar(run.summary, x="instruction", y="strict_accuracy", color="method", barmode="group",

@@ -19,8 +19,8 @@
 from pathlib import Path
 
 from workbench import load_model
-from workbench.evaluation import compare_methods, standard_methods
-from workbench.experiment import ExperimentConfig, prepare_data, strengths_in_use, train_methods
+from workbench.app.experiment import ExperimentConfig, prepare_data, strengths_in_use, train_methods
+from workbench.evaluation.comparison import compare_methods, standard_methods
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook()
@@ -33,7 +33,7 @@ alphas = {name.split(" @")[0]: alpha for name, (_, alpha) in strengths_in_use(st
 print({name: round(a, 3) for name, a in alphas.items()})
 
 # %%
-from workbench.adaptation import Adaptation, compare_adaptations
+from workbench.evaluation.adaptation import Adaptation, compare_adaptations
 
 instruction = data.attribute.instructions[0]
 n_train = len(data.pairs)
@@ -64,8 +64,8 @@ print(costs[["method", "seconds_per_answer", "relative_latency", "ms_per_token",
 # continuous knob).
 
 # %%
-from workbench.adaptation import radar_axes
-from workbench.plotting import radar_chart
+from workbench.evaluation.adaptation import radar_axes
+from workbench.viz.plotting import radar_chart
 
 radar_chart(**radar_axes(costs), title="Ways to adapt SmolLM2-135M (outward = better)")
 

@@ -20,7 +20,7 @@ def seed_everything():
 @pytest.fixture(scope="session")
 def tiny_model():
     """A 3-layer random-init Llama with a ChatML tokenizer, through the same bridge path."""
-    from workbench.models import load_model
+    from workbench.core.models import load_model
 
     return load_model("tiny-random-llama", n_layers=3, seed=0)
 
@@ -28,7 +28,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def embedded_model():
     """The embedded SmolLM2-135M-Instruct (offline; builds the float32 cache on first use)."""
-    from workbench.models import load_model
+    from workbench.core.models import load_model
 
     return load_model()
 

@@ -4,11 +4,17 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from workbench.adaptation import (
-    BASELINE, COLUMNS, Adaptation, compare_adaptations, kv_bytes_per_token, radar_axes, timed_generation,
+from workbench.core.chat import prompt_ids
+from workbench.core.generation import SamplingConfig, generate_answers
+from workbench.evaluation.adaptation import (
+    BASELINE,
+    COLUMNS,
+    Adaptation,
+    compare_adaptations,
+    kv_bytes_per_token,
+    radar_axes,
+    timed_generation,
 )
-from workbench.chat import prompt_ids
-from workbench.generation import SamplingConfig, generate_answers
 from workbench.steering import ConstSteerer, Span, SteererInfo, TrainConfig, train_steerer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -174,7 +180,7 @@ def test_the_removal_check_catches_a_hook_left_behind(tiny_model):
 
 
 def test_radar_axes_feed_radar_chart(table):
-    from workbench.plotting import radar_chart
+    from workbench.viz.plotting import radar_chart
 
     kwargs = radar_axes(table)
     assert BASELINE not in list(kwargs["table"]["method"]) and len(kwargs["table"]) == len(table) - 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.attributes import (
+from workbench.data.attributes import (
     SPLITS,
     Attribute,
     AttributeFileError,
@@ -18,7 +18,7 @@ from workbench.attributes import (
     make_attribute,
     split_questions,
 )
-from workbench.judges import AttributeJudge, CoherenceJudge, UppercaseJudge, success
+from workbench.judges.offline import AttributeJudge, CoherenceJudge, UppercaseJudge, success
 
 Q = "Why is the sky blue?"
 PLAIN = (

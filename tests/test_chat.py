@@ -1,6 +1,6 @@
 import pytest
 
-from workbench.chat import AlignedPair, align, build_messages, encode_response, prompt_ids
+from workbench.core.chat import AlignedPair, align, build_messages, encode_response, prompt_ids
 
 
 def test_instruction_goes_to_system_or_user_prefix():
@@ -54,7 +54,7 @@ def test_empty_and_too_long_responses_are_refused(tiny_model):
 
 
 def test_model_without_chat_template_is_refused(tiny_model):
-    from workbench.tiny import build_tiny_tokenizer
+    from workbench.core.tiny import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
     tok.chat_template = None

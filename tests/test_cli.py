@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from workbench.cli import build_parser, main
+from workbench.app.cli import build_parser, main
 
 
 def test_help_lists_the_commands():
@@ -47,8 +47,8 @@ def test_evaluate_options_reach_the_experiment(monkeypatch, tmp_path, capsys):
         seen.update(config=config, out=out, judges=judges)
         return Result()
 
-    monkeypatch.setattr("workbench.experiment.run_experiment", fake_run)
-    monkeypatch.setattr("workbench.models.load_model", lambda name: name)
+    monkeypatch.setattr("workbench.app.experiment.run_experiment", fake_run)
+    monkeypatch.setattr("workbench.core.models.load_model", lambda name: name)
     assert main(["evaluate", "--attribute", "cat", "--methods", "Const-DiM,S-PSR", "--layer", "12",
                  "--out", str(tmp_path)]) == 0
     config = seen["config"]

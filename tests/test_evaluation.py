@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from workbench import evaluation
-from workbench.attributes import make_attribute
-from workbench.evaluation import Comparison, EvalConfig, Method, compare_methods, standard_methods
-from workbench.generation import Generation
-from workbench.judges import FunctionJudge, Score
+from workbench.core.generation import Generation
+from workbench.data.attributes import make_attribute
+from workbench.evaluation.comparison import EvalConfig, Method, compare_methods, standard_methods
+from workbench.judges.offline import FunctionJudge, Score
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,6 +138,7 @@ def test_bad_comparisons(tiny_model, attribute):
 
 def test_a_tiny_real_comparison_is_reproducible(tiny_model, attribute):
     from tiny_triplets import make_tiny_pairs
+
     from workbench.steering import TrainConfig, train_steerer
 
     pairs = make_tiny_pairs(tiny_model)

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 from workbench import experiment
-from workbench.attributes import make_attribute
-from workbench.evaluation import EvalConfig
-from workbench.experiment import ExperimentConfig, MethodSpec, method_spec, run_experiment
-from workbench.judges import FunctionJudge
+from workbench.app.experiment import ExperimentConfig, run_experiment
+from workbench.data.attributes import make_attribute
+from workbench.evaluation.comparison import EvalConfig
+from workbench.judges.offline import FunctionJudge
+from workbench.steering.names import MethodSpec, parse_method
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     ("S-PSR-LL", MethodSpec("S-PSR-LL", "psr-ll", "single", training="joint")),
 ])
 def test_method_names(name, spec):
-    assert method_spec(name) == spec
+    assert parse_method(name) == spec
 
 
 @pytest.mark.parametrize("name, match", [
@@ -32,7 +33,7 @@ def test_method_names(name, spec):
 ])
 def test_bad_method_names(name, match):
     with pytest.raises(ValueError, match=match):
-        method_spec(name)
+        parse_method(name)
 
 
 def test_config_validation():
@@ -86,7 +87,7 @@ def test_a_tiny_experiment_end_to_end_and_resumed(tiny_model, planted_attribute,
         raise AssertionError("recomputed something that was stored")
 
     monkeypatch.setattr("workbench.steering.train_steerer", refuse)
-    monkeypatch.setattr("workbench.evaluation.generate_answers", refuse)
+    monkeypatch.setattr("workbench.evaluation.comparison.generate_answers", refuse)
     monkeypatch.setattr(experiment, "faithfulness", refuse)
     again = run_experiment(tiny_model, config, tmp_path, **kwargs)
     pd.testing.assert_frame_equal(again.results, result.results)
@@ -105,7 +106,8 @@ def test_the_same_call_runs_with_an_llm_judge_endpoint(tiny_model, planted_attri
     """The TA@C comparison scored by an OpenAI-compatible judge (a scripted server on 127.0.0.1):
     coherence falls with the answer's length, so the strength search has something to find."""
     from test_llm_judge import FakeServer, Reply, completion
-    from workbench.llm_judge import LLMJudgeConfig, make_llm_judges
+
+    from workbench.judges.llm_judge import LLMJudgeConfig, make_llm_judges
 
     server = FakeServer()
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.chat import AlignedPair
-from workbench.extraction import extract_batch
+from workbench.activations.extraction import extract_batch
+from workbench.core.chat import AlignedPair
 
 
 def test_identical_prompts_give_zero_delta(tiny_model, tiny_pairs):
@@ -90,7 +90,7 @@ def test_bad_inputs(tiny_model, tiny_pairs):
 
 
 def test_pair_magnitudes_match_the_stored_table(tiny_model, tiny_pairs, tmp_path):
-    from workbench.deltas import extract_deltas, pair_magnitudes, token_magnitudes
+    from workbench.activations.deltas import extract_deltas, pair_magnitudes, token_magnitudes
 
     store = extract_deltas(tiny_model, tiny_pairs, tmp_path / "s", dtype="float32", progress=False)
     for kind in ("acc", "loc"):
@@ -107,7 +107,7 @@ def test_pair_magnitudes_match_the_stored_table(tiny_model, tiny_pairs, tmp_path
 def test_token_kinds_join_subwords_into_words():
     import pandas as pd
 
-    from workbench.deltas import magnitude_by_kind, token_kinds
+    from workbench.activations.deltas import magnitude_by_kind, token_kinds
 
     tokens = ["<|im_start|>", "assistant", "\n", "Ar", "r", ",", " mat", "ey", "!", " the", " sea", "."]
     rows = [dict(sample=0, layer=layer, position=i, token=t, is_header=i < 3, rel_norm=float(i + 1) * (layer + 1))

@@ -1,8 +1,8 @@
-import torch
 import pytest
+import torch
 
-from workbench.faithfulness import faithfulness, paraphrase_pairs
-from workbench.steering import TrainConfig, train_steerer
+from workbench.evaluation.faithfulness import faithfulness, paraphrase_pairs
+from workbench.steering import train_steerer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,7 +51,7 @@ def test_bad_inputs(tiny_model, pairs):
 
 def test_one_strength_per_pair_equals_measuring_each_pair_at_its_own(tiny_model, pairs):
     """Per-pair alphas (e.g. soft labels) go into the span weights; batching must not mix them."""
-    from workbench.faithfulness import steered_span_acts
+    from workbench.evaluation.faithfulness import steered_span_acts
 
     dim = train_steerer("const-dim", tiny_model, 1.0, layers=1, pairs=pairs, progress=False)
     alphas = [0.5, 2.0, 1.0]

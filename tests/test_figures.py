@@ -3,11 +3,11 @@ them without a browser still gives the HTML and a message that says how to get t
 
 import pytest
 
-from workbench.attributes import make_attribute
-from workbench.evaluation import EvalConfig
-from workbench.experiment import ExperimentConfig, run_experiment
-from workbench.figures import FIGURE_NAMES, paper_figures, write_figures
-from workbench.judges import FunctionJudge
+from workbench.app.experiment import ExperimentConfig, run_experiment
+from workbench.data.attributes import make_attribute
+from workbench.evaluation.comparison import EvalConfig
+from workbench.judges.offline import FunctionJudge
+from workbench.viz.figures import FIGURE_NAMES, paper_figures, write_figures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,7 +42,7 @@ def test_every_paper_figure_comes_from_the_run(tiny_model, tiny_run):
 
 
 def test_without_a_browser_the_html_is_written_and_the_reason_given(tiny_model, tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr("workbench.plotting.find_browser", lambda: None)
+    monkeypatch.setattr("workbench.viz.plotting.find_browser", lambda: None)
     figures = paper_figures(tiny_model, tiny_run)
     written, problem = write_figures(figures, tmp_path)
     assert {p.name for p in written} == {f"{n}.html" for n in FIGURE_NAMES} | {"plotly.min.js"}

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from workbench.chat import prompt_ids
-from workbench.generation import SamplingConfig, generate, generate_batch, left_pad, stop_token_ids
+from workbench.core.chat import prompt_ids
+from workbench.core.generation import SamplingConfig, generate, generate_batch, left_pad, stop_token_ids
 
 
 def _prompts(model):
@@ -54,6 +54,7 @@ def test_bad_generation_inputs(tiny_model):
 
 def _steerers(tiny_model):
     from tiny_triplets import make_tiny_pairs
+
     from workbench.steering import TrainConfig, train_steerer
 
     pairs = make_tiny_pairs(tiny_model)
@@ -64,8 +65,8 @@ def _steerers(tiny_model):
 
 
 def test_lambda_recorded_while_generating_equals_a_teacher_forced_read_out(tiny_model):
-    from workbench.chat import AlignedPair, prompt_ids
-    from workbench.generation import generate_answers
+    from workbench.core.chat import AlignedPair, prompt_ids
+    from workbench.core.generation import generate_answers
     from workbench.steering import lambdas
 
     s_psr, a_psr = _steerers(tiny_model)
@@ -85,7 +86,7 @@ def test_lambda_recorded_while_generating_equals_a_teacher_forced_read_out(tiny_
 
 
 def test_generate_answers_text_seeds_and_no_lambda_without_steering(tiny_model):
-    from workbench.generation import answer_seed, generate_answers
+    from workbench.core.generation import answer_seed, generate_answers
 
     questions = ["What is the capital of France?", "Hi"]
     config = SamplingConfig(max_new_tokens=6, temperature=1.0, top_p=1.0)
@@ -101,7 +102,7 @@ def test_generate_answers_text_seeds_and_no_lambda_without_steering(tiny_model):
 
 
 def test_recording_lambda_does_not_change_the_answers(tiny_model):
-    from workbench.generation import generate_answers
+    from workbench.core.generation import generate_answers
 
     s_psr, _ = _steerers(tiny_model)
     questions = ["What is the capital of France?", "Hi"]

@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from workbench import instruction_following as inf
-from workbench.chat import encode_response
-from workbench.generation import Generation, SamplingConfig
-from workbench.instruction_following import (
+from workbench.core.chat import encode_response
+from workbench.core.fingerprint import sample_seed
+from workbench.core.generation import Generation, SamplingConfig
+from workbench.evaluation.instruction_following import (
     SUMMARY_COLUMNS,
     Instruction,
     check,
@@ -29,8 +30,7 @@ from workbench.instruction_following import (
     sample_training_pairs,
     score_responses,
 )
-from workbench.strength import bootstrap_ci
-from workbench.triplets import sample_seed
+from workbench.evaluation.strength import bootstrap_ci
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,12 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.attributes import load_attribute
-from workbench.demo import DemoConfig, run_demo
-from workbench.deltas import extract_deltas
-from workbench.evaluation import EvalConfig
-from workbench.experiment import ExperimentConfig
-from workbench.triplets import TripletConfig, build_triplets
+from workbench.activations.deltas import extract_deltas
+from workbench.app.demo import DemoConfig, run_demo
+from workbench.app.experiment import ExperimentConfig
+from workbench.data.triplets import TripletConfig, build_triplets
+from workbench.evaluation.comparison import EvalConfig
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +77,7 @@ def test_prompting_rewrites_a_few_tokens_hard(pirate_run):
 
 
 def test_local_deltas_reproduce_the_prompted_run_on_the_embedded_model(embedded_model, pirate_run, tmp_path):
-    from workbench.triplets import TripletSet
+    from workbench.data.triplets import TripletSet
 
     out, _ = pirate_run
     pair = TripletSet.load(out / "triplets").pairs(embedded_model.tokenizer)[0]

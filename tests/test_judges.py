@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from workbench.judges import (
+from workbench.judges.offline import (
     AttributeJudge,
     BrevityJudge,
     CoherenceJudge,

@@ -2,9 +2,9 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.generation import SamplingConfig, generate_answers
-from workbench.lambda_tables import generation_lambda_table, lambda_frame, pair_lambda_table
+from workbench.core.generation import SamplingConfig, generate_answers
 from workbench.steering import TrainConfig, lambdas, train_steerer
+from workbench.steering.lambda_tables import generation_lambda_table, lambda_frame, pair_lambda_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,7 +52,7 @@ def test_unsteered_answer_and_shape_mismatch_are_refused(tiny_model):
 def test_lambda_vs_delta_on_every_layer(tiny_model, tiny_pairs, psr):
     import math
 
-    from workbench.lambda_tables import lambda_vs_delta
+    from workbench.steering.lambda_tables import lambda_vs_delta
 
     table = lambda_vs_delta(tiny_model, psr, tiny_pairs)
     n_response = sum(p.span_len - p.header_len for p in tiny_pairs)
@@ -60,7 +60,7 @@ def test_lambda_vs_delta_on_every_layer(tiny_model, tiny_pairs, psr):
     finite = table["spearman"].dropna()
     assert len(finite) >= 1 and finite.between(-1, 1).all()  # NaN only where lambda is constant (dead ReLU)
     # the same correlation computed the long way: lambda read through the model, norms from pair_magnitudes
-    from workbench.deltas import pair_magnitudes
+    from workbench.activations.deltas import pair_magnitudes
 
     norms = pair_magnitudes(tiny_model, tiny_pairs, psr.layers, kind="loc")
     norms = norms[~norms["is_header"]].sort_values(["sample", "layer", "position"])

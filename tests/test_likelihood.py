@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from workbench.chat import encode_response, prompt_ids
-from workbench.likelihood import mean_response_logprob
+from workbench.core.chat import encode_response, prompt_ids
+from workbench.core.likelihood import mean_response_logprob
 
 
 def test_mean_logprob_matches_a_direct_computation(tiny_model):

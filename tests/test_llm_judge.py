@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from workbench import llm_judge as lj
-from workbench.judges import Judge, Score
+from workbench.judges.offline import Judge, Score
 
 KEY = "sk-test-SECRET-4242"
 

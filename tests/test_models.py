@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from workbench import models
-from workbench.models import check_model_cache, load_model
+from workbench.core.models import check_model_cache, load_model
 
 
 def test_tiny_model_loads_through_the_bridge(tiny_model):

@@ -14,7 +14,6 @@ import pytest
 
 from workbench import plotting as P
 
-
 # ---------------------------------------------------------------------------------------------
 # fixtures
 

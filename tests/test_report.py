@@ -3,8 +3,9 @@ import re
 import pandas as pd
 import pytest
 
-from workbench.demo import shown_layers, spread_table
-from workbench.report import display_token, html_page, log_scale, ramp_colour, token_heatmap_html
+from workbench.app.demo import spread_table
+from workbench.viz.figures import shown_layers
+from workbench.viz.report import display_token, html_page, log_scale, ramp_colour, token_heatmap_html
 
 
 def _table():

@@ -4,9 +4,9 @@ moves held-out activations towards the prompt-steered run at its layer."""
 import pytest
 import torch
 
-from workbench.attributes import load_attribute
-from workbench.chat import align, encode_response
-from workbench.deltas import extract_deltas
+from workbench.activations.deltas import extract_deltas
+from workbench.core.chat import align, encode_response
+from workbench.data.attributes import load_attribute
 from workbench.steering import Steerer, TrainConfig, span_mse, train_steerer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_thread")]

@@ -45,7 +45,7 @@ def test_the_file_is_plain_safetensors(steerer, tmp_path):
 
 
 def test_a_model_mismatch_is_refused_naming_both_sides(steerer, tmp_path):
-    from workbench.models import load_model
+    from workbench.core.models import load_model
 
     other = load_model("tiny-random-llama", n_layers=2, seed=0)
     path = tmp_path / "s.safetensors"

@@ -7,8 +7,18 @@ import pytest
 import torch
 
 from workbench.steering import (
-    ConstSteerer, PSRSteerer, SteererInfo, TokenData, TrainConfig, check_alpha, fit_const_mse, fit_dim,
-    make_steerer, relative_mse, soft_labels_of, split_sequences,
+    ConstSteerer,
+    PSRSteerer,
+    SteererInfo,
+    TokenData,
+    TrainConfig,
+    check_alpha,
+    fit_const_mse,
+    fit_dim,
+    make_steerer,
+    relative_mse,
+    soft_labels_of,
+    split_sequences,
 )
 from workbench.steering.layerwise import LayerwisePSRTrainer, closed_form
 from workbench.steering.train import dead_relu_penalty
@@ -246,7 +256,7 @@ def test_split_by_sequence_is_seeded_and_disjoint():
 
 
 def test_soft_labels_come_from_the_kept_rows_in_order():
-    from workbench.triplets import TripletSet
+    from workbench.data.triplets import TripletSet
 
     table = pd.DataFrame({"kept": [True, False, True], "soft_label": [0.9, 0.1, 0.6]})
     assert soft_labels_of(TripletSet(table)) == {0: 0.9, 1: 0.6}

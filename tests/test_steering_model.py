@@ -4,12 +4,19 @@ through the model (joint A-PSR, PSR-LL), fits from a delta store."""
 import pytest
 import torch
 
-from workbench.deltas import extract_deltas
-from workbench.extraction import right_pad
-from workbench.generation import SamplingConfig, generate_batch, left_pad
-from workbench.chat import prompt_ids
+from workbench.activations.deltas import extract_deltas
+from workbench.core.chat import prompt_ids
+from workbench.core.generation import SamplingConfig, generate_batch, left_pad
+from workbench.core.span import right_pad
 from workbench.steering import (
-    Span, TrainConfig, aligned_span_mask, make_trainer, prefill_span_mask, response_nll, span_mse, train_steerer,
+    Span,
+    TrainConfig,
+    aligned_span_mask,
+    make_trainer,
+    prefill_span_mask,
+    response_nll,
+    span_mse,
+    train_steerer,
 )
 
 LABELS = [1.0, 0.8, 0.9]
@@ -124,7 +131,7 @@ def test_steerer_stacks_with_the_prompt(tiny_model, pairs, s_psr):
 
 
 def test_span_masks():
-    from workbench.chat import AlignedPair
+    from workbench.core.chat import AlignedPair
 
     p = AlignedPair((1, 2, 3, 4, 5), (1, 9, 9, 2, 3, 4, 5), 2, 4, 1)
     q = AlignedPair((1, 2, 3), (1, 9, 2, 3), 1, 2, 1)
@@ -140,10 +147,10 @@ def test_span_masks():
 
 
 def greedy(model, prompts, header_lens, steerer=None, alpha=1.0, n=6):
-    """A decode loop written the way workbench.generation will use steerers."""
+    """A decode loop written the way workbench.core.generation will use steerers."""
     from contextlib import nullcontext
 
-    from workbench.generation import forward_with_cache, new_kv_cache
+    from workbench.core.generation import forward_with_cache, new_kv_cache
 
     ids, mask = left_pad(prompts, model.tokenizer.pad_token_id)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)

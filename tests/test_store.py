@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from workbench.deltas import delta_norms, extract_deltas, token_magnitudes
-from workbench.extraction import extract_batch
-from workbench.store import DeltaStore, DeltaWriter
+from workbench.activations.deltas import delta_norms, extract_deltas, token_magnitudes
+from workbench.activations.extraction import extract_batch
+from workbench.activations.store import DeltaStore
 
 
 def test_round_trip_float32_is_exact(tiny_model, tiny_pairs, tmp_path):

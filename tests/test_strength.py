@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workbench.strength import bootstrap_ci, find_alpha
+from workbench.evaluation.strength import bootstrap_ci, find_alpha
 
 
 def linear(slope, start=95.0):

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
 
-from workbench.attributes import make_attribute
-from workbench.judges import Score
-from workbench.triplets import TripletConfig, TripletSet, build_triplets
+from workbench.data.attributes import make_attribute
+from workbench.data.triplets import TripletConfig, TripletSet, build_triplets
+from workbench.judges.offline import Score
 
 
 class ConstantJudge:

@@ -19,15 +19,16 @@ import pytest
 import torch
 
 from workbench import widgets as W
-from workbench.attributes import make_attribute
-from workbench.chat import align
-from workbench.deltas import pair_magnitudes
-from workbench.experiment import ExperimentConfig, faithfulness_strengths, method_spec, prepare_data
-from workbench.faithfulness import faithfulness
-from workbench.generation import SamplingConfig, generate_answers
-from workbench.judges import FunctionJudge
+from workbench.activations.deltas import pair_magnitudes
+from workbench.app.experiment import ExperimentConfig, faithfulness_strengths, prepare_data
+from workbench.app.widgets import LambdaExplorer, TrainingPanel
+from workbench.core.chat import align
+from workbench.core.generation import SamplingConfig, generate_answers
+from workbench.data.attributes import make_attribute
+from workbench.evaluation.faithfulness import faithfulness
+from workbench.judges.offline import FunctionJudge
 from workbench.steering import TrainConfig, train_steerer
-from workbench.widgets import LambdaExplorer, TrainingPanel
+from workbench.steering.names import parse_method
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -120,7 +121,7 @@ def test_choices_are_named_like_the_experiment(tiny_model, data, method, scope, 
     choose(panel, method, scope, rank, training)
     choice = panel.choice
     assert choice.name == name and name in panel.preview.value
-    spec = method_spec(name)
+    spec = parse_method(name)
     assert (spec.method, spec.scope, spec.rank, spec.training) == (choice.method, scope, rank, choice.training)
 
 

@@ -6,7 +6,7 @@ and two modules named ``conftest`` cannot both be imported by name.
 
 
 def make_tiny_pairs(tiny_model):
-    from workbench.chat import align, encode_response
+    from workbench.core.chat import align, encode_response
 
     tok = tiny_model.tokenizer
     end = tok.convert_tokens_to_ids("<|im_end|>")

@@ -6,6 +6,6 @@ change a steering instruction causes, token by token and layer by layer.
 
 __version__ = "0.1.0"
 
-from workbench.models import EMBEDDED_MODEL, TINY_MODEL, LoadedModel, load_model
+from workbench.core.models import EMBEDDED_MODEL, TINY_MODEL, LoadedModel, load_model
 
 __all__ = ["__version__", "EMBEDDED_MODEL", "TINY_MODEL", "LoadedModel", "load_model"]

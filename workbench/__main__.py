@@ -1,3 +1,3 @@
-from workbench.cli import main
+from workbench.app.cli import main
 
 raise SystemExit(main())

@@ -15,19 +15,30 @@ context manager, hooks on the steered span only), read per-token lambda with
 - :mod:`~workbench.steering.api`: :func:`train_steerer` and :func:`make_trainer`.
 """
 
+from workbench.core.span import Span, aligned_span_mask, prefill_span_mask
+from workbench.steering.alpha import MAX_ABS_ALPHA, check_alpha, layers_label
 from workbench.steering.api import make_trainer, token_data_from_pairs, train_steerer
 from workbench.steering.data import TokenData, soft_labels_of, split_sequences, token_data_from_store
-from workbench.steering.hooks import Span, aligned_span_mask, apply, lambdas, prefill_span_mask
-from workbench.steering.io import load_steerer, read_metadata, save_steerer
+from workbench.steering.hooks import apply, lambdas
+from workbench.steering.io import read_metadata
 from workbench.steering.joint import response_nll, span_mse
 from workbench.steering.layerwise import fit_const_mse, fit_dim, relative_mse
 from workbench.steering.steerer import (
-    MAX_ABS_ALPHA, METHODS, ConstSteerer, PSRSteerer, Steerer, SteererInfo, check_alpha, layers_label, make_steerer,
+    METHODS,
+    ConstSteerer,
+    PSRSteerer,
+    Steerer,
+    SteererAt,
+    SteererInfo,
+    compose,
+    load_steerer,
+    make_steerer,
+    save_steerer,
 )
 from workbench.steering.train import TrainConfig, TrainProgress
 
 __all__ = [
-    "MAX_ABS_ALPHA", "METHODS", "ConstSteerer", "PSRSteerer", "Span", "Steerer", "SteererInfo", "TokenData",
+    "MAX_ABS_ALPHA", "METHODS", "ConstSteerer", "PSRSteerer", "Span", "Steerer", "SteererAt", "SteererInfo", "compose", "TokenData",
     "TrainConfig", "TrainProgress", "aligned_span_mask", "apply", "check_alpha", "fit_const_mse", "fit_dim",
     "lambdas", "layers_label", "load_steerer", "make_steerer", "make_trainer", "prefill_span_mask", "read_metadata",
     "relative_mse", "response_nll", "save_steerer", "soft_labels_of", "span_mse", "split_sequences",

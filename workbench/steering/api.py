@@ -10,7 +10,7 @@ psr-mse        fit on D_acc            fit on D_loc per layer, or ``training="jo
 psr-ll         through the model       through the model (always joint)
 =============  ======================  ==========================================================
 
-Layerwise fits read deltas from a :class:`~workbench.store.DeltaStore` (``store=``) or extract
+Layerwise fits read deltas from a :class:`~workbench.activations.store.DeltaStore` (``store=``) or extract
 them from aligned pairs (``pairs=``); training through the model needs the pairs, and starts
 from the layerwise fit of the same form and rank unless ``init=`` gives a steerer.
 """
@@ -23,12 +23,13 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from workbench.chat import AlignedPair
-from workbench.extraction import extract_batch
+from workbench.activations.extraction import extract_batch
+from workbench.core.chat import AlignedPair
 from workbench.steering.data import TokenData, label_lookup, pairs_hash, token_data_from_store
 from workbench.steering.joint import DEFAULT_MODEL_BATCH, ModelTrainer
 from workbench.steering.layerwise import ClosedForm, LayerwisePSRTrainer, closed_form
-from workbench.steering.steerer import METHODS, TRAININGS, Steerer, SteererInfo
+from workbench.steering.names import TRAININGS
+from workbench.steering.steerer import METHODS, Steerer, SteererInfo
 from workbench.steering.train import Callback, TrainConfig
 
 
@@ -36,7 +37,7 @@ def token_data_from_pairs(model, pairs: Sequence[AlignedPair], layers: Sequence[
                           batch_size: int = DEFAULT_MODEL_BATCH, progress: bool = False) -> TokenData:
     """Extract :class:`TokenData` (``kind`` ``"acc"`` or ``"loc"``) from aligned pairs, in memory.
 
-    Sample ids are the pair indices ``0..n-1``, as :func:`workbench.deltas.extract_deltas` uses.
+    Sample ids are the pair indices ``0..n-1``, as :func:`workbench.activations.deltas.extract_deltas` uses.
     """
     if not pairs:
         raise ValueError("no pairs to train on (empty data)")
@@ -82,7 +83,7 @@ def make_trainer(
 
     Args:
         method: ``"const-dim"``, ``"const-mse"``, ``"psr-mse"`` or ``"psr-ll"``.
-        model: the :class:`~workbench.models.LoadedModel` it is trained on and for.
+        model: the :class:`~workbench.core.models.LoadedModel` it is trained on and for.
         soft_labels: the attribute score of each triplet in [0, 1]: a ``TripletSet`` (its
             ``kept`` rows' ``soft_label``), a mapping ``sample id -> label``, a list indexed by
             sample id, or one float for all.

@@ -4,7 +4,7 @@ Layer-by-layer fits work on :class:`TokenData`: the span tokens of many triplets
 ``[layers, tokens, d_model]`` tensors of activations ``a = A_l(x y')`` and target deltas (the
 accumulated ``D_acc`` for single-layer steerers, the local ``D_loc`` for all-layer ones), with a
 soft label ``alpha`` and a sequence id per token. Sequence ids are the store's sample ids, i.e.
-row indices in :attr:`workbench.triplets.TripletSet.kept`, which is how soft labels are joined.
+row indices in :attr:`workbench.data.triplets.TripletSet.kept`, which is how soft labels are joined.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.chat import AlignedPair
-from workbench.store import DeltaStore
+from workbench.activations.deltas import pairs_fingerprint
+from workbench.activations.store import DeltaStore
+from workbench.core.chat import AlignedPair
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class TokenData:
 
 
 def soft_labels_of(triplets) -> dict[int, float]:
-    """Soft labels of a :class:`~workbench.triplets.TripletSet` by sample id (row of ``kept``)."""
+    """Soft labels of a :class:`~workbench.data.triplets.TripletSet` by sample id (row of ``kept``)."""
     return {i: float(v) for i, v in enumerate(triplets.kept["soft_label"].tolist())}
 
 
@@ -92,7 +93,7 @@ def label_lookup(soft_labels, ids: Sequence[int]) -> torch.Tensor:
 
     Args:
         soft_labels: a mapping ``sample id -> label``, a sequence indexed by sample id, a
-            :class:`~workbench.triplets.TripletSet` (its ``kept`` rows), or a float for all.
+            :class:`~workbench.data.triplets.TripletSet` (its ``kept`` rows), or a float for all.
     """
     if hasattr(soft_labels, "kept"):
         soft_labels = soft_labels_of(soft_labels)
@@ -164,8 +165,6 @@ def split_sequences(ids: Sequence[int], val_fraction: float, seed: int) -> tuple
 
 def pairs_hash(pairs: Sequence[AlignedPair], labels: torch.Tensor) -> str:
     """A short hash of aligned pairs' token ids and their soft labels."""
-    from workbench.deltas import pairs_fingerprint
-
     digest = hashlib.sha256(pairs_fingerprint(pairs).encode())
     digest.update(labels.numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -3,15 +3,15 @@
 A steerer acts at ``blocks.{l}.hook_resid_post`` for each of its layers, and only on the positions
 a :class:`Span` selects. The caller owns the span and sets ``span.mask`` before each forward pass:
 
-- teacher-forced aligned pairs (right-padded as :func:`workbench.extraction.right_pad` does):
+- teacher-forced aligned pairs (right-padded as :func:`workbench.activations.extraction.right_pad` does):
   ``span.mask = aligned_span_mask(pairs)``, i.e. positions ``>= base_start`` of each real row;
-- generation, prefill (prompts left-padded as :func:`workbench.generation.left_pad` does):
+- generation, prefill (prompts left-padded as :func:`workbench.core.generation.left_pad` does):
   ``span.mask = prefill_span_mask(attention_mask, header_lens)``, the assistant header, i.e. the
   last ``header_len`` positions of each row;
 - generation, decode with the KV cache (the hook sees one new position per step):
   ``span.mask = None``, every position, i.e. every generated token.
 
-So :func:`workbench.generation.generate_batch` steers like this::
+So :func:`workbench.core.generation.generate_batch` steers like this::
 
     with steerer.apply(model, alpha) as span:
         span.mask = prefill_span_mask(mask, header_lens)
@@ -27,84 +27,16 @@ steerer stacks with a prompt by running it on ``x'`` sequences (``aligned_span_m
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
-from workbench.chat import AlignedPair
-from workbench.steering.steerer import Steerer, check_alpha
+from workbench.core.chat import AlignedPair
+from workbench.core.span import Span
+from workbench.steering.alpha import check_alpha
 
-
-@dataclass
-class Span:
-    """Which positions the steerers act on; mutable on purpose (set before each forward).
-
-    Attributes:
-        mask: bool ``[batch, seq]`` matching the hooked tensor's first two dimensions, or
-            ``None`` for every position. A float ``[batch, seq]`` mask is a weight per position
-            that multiplies ``alpha`` (0 outside the span), e.g. one strength per row.
-    """
-
-    mask: torch.Tensor | None = None
-
-    def weights(self, resid: torch.Tensor, where: str = "") -> torch.Tensor | None:
-        """``[batch, seq, 1]`` float mask for ``resid [batch, seq, d]``, or None (everywhere)."""
-        if self.mask is None:
-            return None
-        mask = self.mask
-        kind_ok = mask.dtype == torch.bool or mask.is_floating_point()
-        if not kind_ok or mask.ndim != 2 or tuple(mask.shape) != tuple(resid.shape[:2]):
-            raise ValueError(
-                f"span.mask must be a bool (or float) [batch, seq] tensor of shape {list(resid.shape[:2])} to match the "
-                f"activations at {where or 'the hook'}, got {mask.dtype} {list(mask.shape)}; set span.mask before "
-                "each forward pass (None = every position, e.g. for decode steps with a KV cache)"
-            )
-        return mask.to(device=resid.device, dtype=resid.dtype)[..., None]
-
-
-def aligned_span_mask(pairs: Sequence[AlignedPair], which: str = "base") -> torch.Tensor:
-    """Steered-span mask of right-padded aligned pairs: ``[batch, width]`` bool.
-
-    Args:
-        which: ``"base"`` for ``x y'`` (positions ``>= base_start``) or ``"steered"`` for
-            ``x' y'`` (positions ``>= steered_start``; steering stacked on the prompt).
-    """
-    if which not in ("base", "steered"):
-        raise ValueError(f"which must be 'base' or 'steered', got {which!r}")
-    if not pairs:
-        raise ValueError("no pairs to build a span mask for")
-    seqs = [(p.base_ids, p.base_start) if which == "base" else (p.steered_ids, p.steered_start) for p in pairs]
-    width = max(len(ids) for ids, _ in seqs)
-    mask = torch.zeros((len(pairs), width), dtype=torch.bool)
-    for row, (ids, start) in enumerate(seqs):
-        mask[row, start : len(ids)] = True
-    return mask
-
-
-def prefill_span_mask(attention_mask: torch.Tensor, header_len: int | Sequence[int]) -> torch.Tensor:
-    """Steered-span mask of left-padded prompts: the last ``header_len`` positions of each row.
-
-    Args:
-        attention_mask: ``[batch, width]`` of the left-padded prompts (1 = real token).
-        header_len: the assistant header length (from :func:`workbench.chat.prompt_ids`), one
-            for all rows or one per row.
-    Returns:
-        ``[batch, width]`` bool.
-    """
-    if attention_mask.ndim != 2:
-        raise ValueError(f"attention_mask must be [batch, width], got shape {list(attention_mask.shape)}")
-    batch, width = attention_mask.shape
-    lens = [int(header_len)] * batch if isinstance(header_len, int) else [int(h) for h in header_len]
-    if len(lens) != batch:
-        raise ValueError(f"{len(lens)} header lengths for a batch of {batch} prompts")
-    real = attention_mask.bool().sum(-1).tolist()
-    mask = torch.zeros((batch, width), dtype=torch.bool, device=attention_mask.device)
-    for row, (h, n) in enumerate(zip(lens, real)):
-        if not 1 <= h <= n:
-            raise ValueError(f"header_len {h} of row {row} must be within 1..{n}, the row's prompt length")
-        mask[row, width - h :] = True
-    return mask
+if TYPE_CHECKING:
+    from workbench.steering.steerer import Steerer
 
 
 def add_steering(steerer: Steerer, layer: int, resid: torch.Tensor, weight) -> torch.Tensor:
@@ -140,7 +72,7 @@ def apply(model, steerer: Steerer, alpha: float = 1.0, span: Span | None = None)
     alpha = check_alpha(alpha)
     span = Span() if span is None else span
     if not isinstance(span, Span):
-        raise TypeError(f"span must be a workbench.steering.Span, got {type(span).__name__}")
+        raise TypeError(f"span must be a workbench.core.span.Span, got {type(span).__name__}")
     hooks = [(model.resid_hook(l), _apply_hook(steerer, l, alpha, span)) for l in steerer.layers]
     with model.bridge.hooks(fwd_hooks=hooks):
         yield span
@@ -166,7 +98,7 @@ def lambdas(model, steerer: Steerer, sequence, alpha: float = 0.0, which: str = 
     """Per-token lambda of every steered layer and rank component, read through the model.
 
     Args:
-        sequence: an :class:`~workbench.chat.AlignedPair` (read on its steered span: the assistant
+        sequence: an :class:`~workbench.core.chat.AlignedPair` (read on its steered span: the assistant
             header and response of ``x y'``, or of ``x' y'`` with ``which="steered"``), or token
             ids (a list or 1-D tensor; every position).
         alpha: strength at which the steerer is applied while reading (0: lambdas of the

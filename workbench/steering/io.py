@@ -17,36 +17,22 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from workbench.atomic import atomic_path
-from workbench.steering.steerer import Steerer, SteererInfo, make_steerer
+from workbench.core.files import atomic_path, package_version
 
 STEERER_FORMAT_VERSION = 1
 META_KEY = "workbench_steerer"
 
 
-def check_model(info: SteererInfo, model) -> None:
-    """Raise ValueError unless ``model`` is the model the steerer was trained on, naming both."""
-    ours = (info.model_id, info.d_model, info.n_layers)
-    theirs = (model.model_id, model.d_model, model.n_layers)
-    if ours != theirs:
-        raise ValueError(
-            f"steerer was trained on {info.describe_model()} but the model is "
-            f"{model.model_id!r} (d_model {model.d_model}, {model.n_layers} layers)"
-        )
-
-
-def save_steerer(steerer: Steerer, path: str | Path) -> Path:
-    """Write ``steerer`` to ``path`` (a ``.safetensors`` file) atomically; returns the path."""
-    import workbench
-
+def write_steerer_file(path: str | Path, params: dict[str, torch.Tensor], info) -> Path:
+    """Write ``params`` (float32 on the CPU) and ``info`` (a SteererInfo) to ``path`` atomically."""
     path = Path(path)
-    meta = {"format_version": STEERER_FORMAT_VERSION, "package_version": workbench.__version__, **asdict(steerer.info)}
+    meta = {"format_version": STEERER_FORMAT_VERSION, "package_version": package_version(), **asdict(info)}
     meta["layers"] = list(meta["layers"])
     try:
         text = json.dumps(meta, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ValueError(f"the steerer's metadata cannot be saved as JSON ({err}); keep config and history plain") from err
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in steerer.params().items()}
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in params.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={META_KEY: text})
     return path
@@ -74,33 +60,13 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
-def load_steerer(path: str | Path, model=None) -> Steerer:
-    """Load a steerer; with ``model``, also check it was trained on that model.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: a truncated, foreign or inconsistent file (naming it), or a model mismatch
-            (naming both models).
-    """
+def read_steerer_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(metadata, tensors)`` of a steerer file, checked for format; naming the file when it is not one."""
     path = Path(path)
     meta = read_metadata(path)
-    fields = set(SteererInfo.__dataclass_fields__)
-    try:
-        info = SteererInfo(**{k: v for k, v in meta.items() if k in fields})
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path} holds invalid steerer metadata: {err}") from err
     try:
         with safe_open(path, framework="pt") as fh:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as err:
+    except Exception as err:  # safetensors raises its own error types for truncated / foreign files
         raise ValueError(f"{path} is truncated or corrupt: {err}") from err
-    expected = {"z"} if info.form == "const" else {"z", "w", "b"}
-    if set(tensors) != expected:
-        raise ValueError(f"{path} holds tensors {sorted(tensors)}, expected {sorted(expected)} for {info.method}")
-    try:
-        steerer = make_steerer(info, **tensors)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
-    if model is not None:
-        check_model(info, model)
-    return steerer
+    return meta, tensors

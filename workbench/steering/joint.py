@@ -20,10 +20,11 @@ from typing import Iterator, Sequence
 
 import torch
 
-from workbench.chat import AlignedPair
-from workbench.extraction import extract_batch, right_pad, span_index
+from workbench.activations.extraction import extract_batch
+from workbench.core.chat import AlignedPair
+from workbench.core.span import aligned_span_mask, right_pad, span_index
 from workbench.steering.data import split_sequences
-from workbench.steering.hooks import add_steering, aligned_span_mask, frozen
+from workbench.steering.hooks import add_steering, frozen
 from workbench.steering.steerer import Steerer, SteererInfo
 from workbench.steering.train import TrainConfig, Trainer, dead_relu_penalty
 

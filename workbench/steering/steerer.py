@@ -18,44 +18,19 @@ Parameters are stacked over the steerer's layers, in ``info.layers`` order:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-METHODS: tuple[str, ...] = ("const-dim", "const-mse", "psr-mse", "psr-ll")
-SCOPES: tuple[str, ...] = ("single", "all")
-TRAININGS: tuple[str, ...] = ("layerwise", "joint")
-MAX_ABS_ALPHA = 100.0
+import workbench.steering.hooks as hooks
+import workbench.steering.io as io
+from workbench.steering.alpha import check_alpha
+from workbench.steering.names import KIND_OF_METHOD, SCOPES, TRAININGS, method_name
+
+METHODS: tuple[str, ...] = tuple(KIND_OF_METHOD)
 _FORM = {"const-dim": "const", "const-mse": "const", "psr-mse": "psr", "psr-ll": "psr"}
-
-
-def check_alpha(alpha: float) -> float:
-    """Validate a steering strength: any finite number with ``|alpha| <= 100``.
-
-    Negative values are allowed on purpose: they subtract the intervention (steer away from the
-    attribute). NaN, infinities, non-numbers and magnitudes above 100 (surely a units mistake:
-    trained steerers correspond to alpha in [0, 1]) are refused.
-    """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) and not (
-        isinstance(alpha, torch.Tensor) and alpha.numel() == 1
-    ):
-        raise TypeError(f"alpha must be a number, got {alpha!r}")
-    value = float(alpha)
-    if not math.isfinite(value):
-        raise ValueError(f"alpha must be finite, got {value}")
-    if abs(value) > MAX_ABS_ALPHA:
-        raise ValueError(f"alpha {value} is outside the sane range [-{MAX_ABS_ALPHA:g}, {MAX_ABS_ALPHA:g}]")
-    return value
-
-
-def layers_label(layers) -> str:
-    """Where a steerer acts, short: ``"15"``, ``"0-29"`` (a run of three or more), or ``"3,7"``."""
-    layers = [int(l) for l in layers]
-    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ",".join(str(l) for l in layers)
 
 
 @dataclass(frozen=True)
@@ -118,16 +93,25 @@ class SteererInfo:
 
     @property
     def name(self) -> str:
-        """Display name, e.g. ``"S-PSR-MSE"``, ``"A-PSR-MSE r2 (joint)"``."""
-        base = f"{'S' if self.scope == 'single' else 'A'}-{self.method.upper()}"
-        if self.rank > 1:
-            base += f" r{self.rank}"
-        if self.scope == "all" and self.method != "psr-ll":
-            base += f" ({self.training})"
-        return base
+        """The method's name in the one grammar of :mod:`workbench.steering.names`, e.g. ``"S-PSR"``,
+        ``"A-PSR r2 (joint)"``, ``"Const-DiM"``."""
+        try:
+            return method_name(self.method, self.scope, self.rank, self.training)
+        except ValueError:  # a combination no trainer makes (e.g. a sum of steerers): say it plainly
+            return f"{'S' if self.scope == 'single' else 'A'}-{KIND_OF_METHOD[self.method]} r{self.rank} ({self.training})"
 
     def describe_model(self) -> str:
         return f"{self.model_id!r} (d_model {self.d_model}, {self.n_layers} layers)"
+
+    def check_model(self, model) -> None:
+        """Raise ValueError unless ``model`` is the model the steerer was trained on, naming both."""
+        ours = (self.model_id, self.d_model, self.n_layers)
+        theirs = (model.model_id, model.d_model, model.n_layers)
+        if ours != theirs:
+            raise ValueError(
+                f"steerer was trained on {self.describe_model()} but the model is "
+                f"{model.model_id!r} (d_model {model.d_model}, {model.n_layers} layers)"
+            )
 
 
 class Steerer:
@@ -214,39 +198,60 @@ class Steerer:
         """A copy with every parameter detached, cloned and on the CPU in float32."""
         return self.with_params(**{k: v.detach().float().cpu().clone() for k, v in self.params().items()})
 
-    def with_history(self, **history: Any) -> "Steerer":
-        return self.with_params(info=replace(self.info, history={**self.info.history, **history}))
+    # -- strength and composition -----------------------------------------------------------
+
+    def at(self, alpha: float) -> "SteererAt":
+        """This steerer at strength ``alpha``: a value :func:`~workbench.generate` and friends take.
+
+        Example:
+            >>> from workbench.steering.steerer import ConstSteerer, SteererInfo
+            >>> import torch
+            >>> info = SteererInfo("const-dim", "single", "layerwise", (0,), 1, "m", 4, 2)
+            >>> s = ConstSteerer(info, torch.ones(1, 1, 4))
+            >>> s.at(1.5).alpha, (2 * s).alpha
+            (1.5, 2.0)
+        """
+        return SteererAt(self, check_alpha(alpha))
+
+    def __rmul__(self, alpha: float) -> "SteererAt":
+        if isinstance(alpha, (Steerer, SteererAt)):
+            return NotImplemented
+        return self.at(alpha)
+
+    __mul__ = __rmul__
+
+    def __add__(self, other: "Steerer") -> "Steerer":
+        """The sum of two steerers of the same form on the same model: both interventions at once.
+
+        Constant vectors add up to one vector per layer; PSR steerers stack their components (rank
+        r_a + r_b). Layers steered by only one of them get zero directions from the other, so the
+        sum is exactly ``a + alpha * (delta_self(a) + delta_other(a))`` at every layer.
+        """
+        if not isinstance(other, Steerer):
+            return NotImplemented
+        return compose(self, other)
 
     # -- the model-facing side (see hooks.py and io.py) ---------------------------------------
 
     def check_model(self, model) -> None:
         """Refuse a model other than the one the steerer was trained on, naming both."""
-        from workbench.steering.io import check_model
-
-        check_model(self.info, model)
+        self.info.check_model(model)
 
     def apply(self, model, alpha: float = 1.0, span=None):
         """Context manager: steer ``model`` at strength ``alpha`` on ``span`` (see :func:`~workbench.steering.hooks.apply`)."""
-        from workbench.steering.hooks import apply
-
-        return apply(model, self, alpha, span)
+        return hooks.apply(model, self, alpha, span)
 
     def lambdas(self, model, sequence, alpha: float = 0.0, which: str = "base") -> torch.Tensor:
         """Per-token lambda read through the model: ``[n_steered_layers, tokens, rank]`` (see hooks.lambdas)."""
-        from workbench.steering.hooks import lambdas
+        return hooks.lambdas(model, self, sequence, alpha, which)
 
-        return lambdas(model, self, sequence, alpha, which)
-
-    def save(self, path):
+    def save(self, path) -> Path:
         """Write one safetensors file atomically (see :mod:`workbench.steering.io`); returns its path."""
-        from workbench.steering.io import save_steerer
-
         return save_steerer(self, path)
 
     @staticmethod
     def load(path, model=None) -> "Steerer":
-        from workbench.steering.io import load_steerer
-
+        """Load a steerer file; with ``model``, refuse a steerer trained on another model."""
         return load_steerer(path, model)
 
 
@@ -298,3 +303,97 @@ def make_steerer(info: SteererInfo, z: torch.Tensor, w: torch.Tensor | None = No
             raise ValueError(f"{info.method} is a constant vector and takes no probe (w, b)")
         return ConstSteerer(info, z)
     return PSRSteerer(info, z, w, b)
+
+
+@dataclass(frozen=True)
+class SteererAt:
+    """A steerer at a strength: what generation, comparison and faithfulness take.
+
+    Made by ``steerer.at(alpha)`` or ``alpha * steerer``; ``alpha = 0`` is the unsteered model.
+    """
+
+    steerer: Steerer
+    alpha: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steerer, Steerer):
+            raise TypeError(f"SteererAt needs a Steerer, got {type(self.steerer).__name__}")
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+
+    def __iter__(self):  # unpacks like the (steerer, alpha) pairs older code passes
+        return iter((self.steerer, self.alpha))
+
+    def apply(self, model, span=None):
+        """Context manager: steer ``model`` at this strength (see :func:`~workbench.steering.hooks.apply`)."""
+        return hooks.apply(model, self.steerer, self.alpha, span)
+
+    def __repr__(self) -> str:
+        return f"{self.alpha:g} * {self.steerer!r}"
+
+
+def compose(first: Steerer, second: Steerer) -> Steerer:
+    """``first + second`` (see :meth:`Steerer.__add__`)."""
+    a, b = first.info, second.info
+    if a.form != b.form:
+        raise TypeError(f"cannot add {first.name} and {second.name}: a constant vector and a PSR steerer are "
+                        "different forms (give both to generate(steerers=[...]) instead)")
+    if (a.model_id, a.d_model, a.n_layers) != (b.model_id, b.d_model, b.n_layers):
+        raise ValueError(f"cannot add steerers of different models: {a.describe_model()} and {b.describe_model()}")
+    layers = tuple(sorted(set(a.layers) | set(b.layers)))
+
+    def spread(steerer: Steerer, tensor: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((len(layers),) + tuple(tensor.shape[1:]), dtype=torch.float32)
+        for i, layer in enumerate(steerer.layers):
+            out[layers.index(layer)] = tensor[i].detach().float().cpu()
+        return out
+
+    pa, pb = first.params(), second.params()
+    if a.form == "const":
+        params = {"z": spread(first, pa["z"]) + spread(second, pb["z"])}
+        rank = 1
+    else:
+        params = {k: torch.cat([spread(first, pa[k]), spread(second, pb[k])], dim=1) for k in ("z", "w", "b")}
+        rank = a.rank + b.rank
+    info = SteererInfo(
+        method=a.method if a.method == b.method else ("psr-mse" if a.form == "psr" else "const-mse"),
+        scope="single" if len(layers) == 1 else "all",
+        training=a.training if a.training == b.training else "layerwise",
+        layers=layers, rank=rank, model_id=a.model_id, d_model=a.d_model, n_layers=a.n_layers,
+        attribute=a.attribute if a.attribute == b.attribute else None,
+        config={"composed_of": [first.name, second.name]},
+        data_hash="+".join(h for h in (a.data_hash, b.data_hash) if h),
+        history={"composed_of": [a.history, b.history]},
+    )
+    return make_steerer(info, **params)
+
+
+def save_steerer(steerer: Steerer, path: str | Path) -> Path:
+    """Write ``steerer`` to ``path`` (a ``.safetensors`` file) atomically; returns the path."""
+    return io.write_steerer_file(path, steerer.params(), steerer.info)
+
+
+def load_steerer(path: str | Path, model=None) -> Steerer:
+    """Load a steerer; with ``model``, also check it was trained on that model.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: a truncated, foreign or inconsistent file (naming it), or a model mismatch
+            (naming both models).
+    """
+    path = Path(path)
+    meta, tensors = io.read_steerer_file(path)
+    fields = set(SteererInfo.__dataclass_fields__)
+    try:
+        info = SteererInfo(**{k: v for k, v in meta.items() if k in fields})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} holds invalid steerer metadata: {err}") from err
+    expected = {"z"} if info.form == "const" else {"z", "w", "b"}
+    if set(tensors) != expected:
+        raise ValueError(f"{path} holds tensors {sorted(tensors)}, expected {sorted(expected)} for {info.method}")
+    try:
+        steerer = make_steerer(info, **tensors)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    if model is not None:
+        info.check_model(model)
+    return steerer

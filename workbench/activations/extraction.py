@@ -1,0 +1,142 @@
+"""Delta_PS extraction through TransformerLens hooks (DESIGN.md section 3).
+
+For a batch of aligned triplets, three forward passes, right-padded so positions stay natural:
+
+1. the prompt-steered run ``x' y'``: record ``A_l(x' y')`` on the steered span;
+2. the base run ``x y'``: record ``A_l(x y')`` on the steered span;
+3. one patched run on ``x y'``: at each chosen block's input, overwrite the steered span with the
+   recorded prompt-steered values of the previous layer, and record the block's output. Block
+   l's input hook (``blocks.{l}.hook_resid_pre``) fires after block l-1's output hook, so each
+   record is taken before the next overwrite.
+
+Then ``D_acc[l] = A_l(x'y') - A_l(xy')`` and ``D_loc[l] = A_l(x'y') - Block_l(A~_{l-1})``.
+Activations are kept "packed": the span tokens of all samples stacked into ``[tokens, d_model]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from workbench.core.chat import AlignedPair, check_alignment
+from workbench.core.models import LoadedModel
+from workbench.core.span import right_pad, span_index
+
+
+@dataclass(frozen=True)
+class SpanActivations:
+    """Packed span activations of a batch of triplets, for ``layers``.
+
+    Attributes:
+        layers: the layer indices, in order.
+        base: ``[n_layers, tokens, d_model]``, ``A_l(x y')``.
+        acc: ``[n_layers, tokens, d_model]``, accumulated delta ``A_l(x'y') - A_l(xy')``.
+        loc: ``[n_layers, tokens, d_model]``, local delta ``A_l(x'y') - Block_l(A~_{l-1})``,
+            or ``None`` when the patched pass was skipped.
+        token_ids: ``[tokens]``, the span's token ids.
+        sample: ``[tokens]``, index of each token's triplet within the batch.
+        position: ``[tokens]``, position within the steered span (0 = first header token).
+        header_len: ``[samples]``, number of assistant-header tokens opening each span.
+    """
+
+    layers: tuple[int, ...]
+    base: torch.Tensor
+    acc: torch.Tensor
+    loc: torch.Tensor | None
+    token_ids: torch.Tensor
+    sample: torch.Tensor
+    position: torch.Tensor
+    header_len: torch.Tensor
+
+    @property
+    def steered(self) -> torch.Tensor:
+        """``[n_layers, tokens, d_model]``, ``A_l(x' y')``."""
+        return self.base + self.acc
+
+
+def _recorder(store: dict, layer: int, rows: torch.Tensor, cols: torch.Tensor) -> Callable:
+    def hook(resid: torch.Tensor, hook=None) -> torch.Tensor:
+        store[layer] = resid[rows, cols].detach().float().clone()
+        return resid
+
+    return hook
+
+
+def _overwriter(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> Callable:
+    def hook(resid: torch.Tensor, hook=None) -> torch.Tensor:
+        patched = resid.clone()
+        patched[rows, cols] = values.to(resid.dtype)
+        return patched
+
+    return hook
+
+
+def record_span(
+    model: LoadedModel,
+    seqs: Sequence[Sequence[int]],
+    starts: Sequence[int],
+    layers: Sequence[int],
+    extra_hooks: Sequence[tuple[str, Callable]] = (),
+) -> dict[int, torch.Tensor]:
+    """One right-padded forward pass; the span (from ``starts`` to each end) at ``layers``.
+
+    ``extra_hooks`` (e.g. overwrites of block inputs) are active during the pass; the records are
+    taken at ``blocks.{l}.hook_resid_post`` after any hook added before them at that point.
+    Returns ``{layer: [span tokens, d_model]}``, packed in sequence order.
+    """
+    device = model.device
+    ids, mask = right_pad(seqs, model.tokenizer.pad_token_id)
+    rows, cols = span_index(starts, [len(s) - st for s, st in zip(seqs, starts)])
+    rows, cols = rows.to(device), cols.to(device)
+    record: dict[int, torch.Tensor] = {}
+    hooks = list(extra_hooks) + [(model.resid_hook(l), _recorder(record, l, rows, cols)) for l in layers]
+    with model.bridge.hooks(fwd_hooks=hooks):
+        model.bridge(ids.to(device), attention_mask=mask.to(device), return_type=None)
+    return record
+
+
+@torch.no_grad()
+def extract_batch(
+    model: LoadedModel, pairs: Sequence[AlignedPair], layers: Sequence[int] | None = None, local: bool = True
+) -> SpanActivations:
+    """Base activations and accumulated / local Delta_PS of a batch of aligned triplets.
+
+    Args:
+        layers: layer indices (``None``: all layers).
+        local: also run the patched pass for the local deltas.
+    """
+    if not pairs:
+        raise ValueError("no triplets to extract")
+    layers = model.check_layers(layers)
+    for pair in pairs:
+        check_alignment(pair)
+        if max(len(pair.base_ids), len(pair.steered_ids)) > model.n_ctx:
+            raise ValueError(f"a triplet of {len(pair.steered_ids)} tokens does not fit the context length {model.n_ctx}")
+    lengths = [p.span_len for p in pairs]
+    rows, base_cols = span_index([p.base_start for p in pairs], lengths)
+    rows, base_cols = rows.to(model.device), base_cols.to(model.device)
+    base_seqs, base_starts = [p.base_ids for p in pairs], [p.base_start for p in pairs]
+
+    steered_layers = sorted(set(layers) | ({l - 1 for l in layers if l > 0} if local else set()))
+    steered = record_span(model, [p.steered_ids for p in pairs], [p.steered_start for p in pairs], steered_layers)
+    base = record_span(model, base_seqs, base_starts, layers)
+    loc = None
+    if local:
+        overwrites = [(model.block_input_hook(l), _overwriter(steered[l - 1], rows, base_cols)) for l in layers if l > 0]
+        patched = record_span(model, base_seqs, base_starts, layers, extra_hooks=overwrites)
+        loc = torch.stack([steered[l] - patched[l] for l in layers]).cpu()
+
+    span_ids = torch.cat([torch.as_tensor(p.span_ids, dtype=torch.long) for p in pairs])
+    position = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths])
+    return SpanActivations(
+        layers=tuple(layers),
+        base=torch.stack([base[l] for l in layers]).cpu(),
+        acc=torch.stack([steered[l] - base[l] for l in layers]).cpu(),
+        loc=loc,
+        token_ids=span_ids,
+        sample=rows.cpu(),
+        position=position,
+        header_len=torch.tensor([p.header_len for p in pairs], dtype=torch.long),
+    )

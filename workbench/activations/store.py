@@ -1,0 +1,261 @@
+"""Sharded on-disk storage of span activations and Delta_PS, read back lazily.
+
+A store is a directory::
+
+    index.json            format version, model id, layers, d_model, dtype, provenance, shard list
+    shard-00000.safetensors   base.{l}, acc.{l}, loc.{l} as [tokens, d_model]; token_ids, sample,
+                              position as [tokens]; header_len as [samples]
+
+Every file is written to a temporary name and renamed, shard first and index last, so an
+interrupted run leaves only whole shards that the index names; a re-run resumes after them.
+Reading goes through ``safetensors.safe_open``, which memory-maps the file and reads a tensor only
+when asked for it, so a large run never needs all activations in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from workbench.activations.extraction import SpanActivations
+from workbench.core.files import atomic_path, atomic_write_json
+
+STORE_FORMAT_VERSION = 1
+INDEX_NAME = "index.json"
+KINDS = ("base", "steered", "acc", "loc")
+_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _read_index(directory: Path) -> dict:
+    path = directory / INDEX_NAME
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{directory} is not an activation store (no {INDEX_NAME})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"corrupt store index {path}: {err}") from err
+    version = index.get("format_version")
+    if version != STORE_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is store format {version!r}, this workbench reads format {STORE_FORMAT_VERSION}; "
+            "re-run the extraction into a new directory"
+        )
+    return index
+
+
+class DeltaWriter:
+    """Appends shards of :class:`SpanActivations` to a store directory; resumable.
+
+    Args:
+        directory: the store directory (created if missing).
+        header: what identifies the run (model id, layers, d_model, dtype, provenance). Opening an
+            existing store with a different header raises, naming the field that differs.
+        dtype: storage dtype name, ``"float16"`` (default) or ``"float32"``.
+    """
+
+    def __init__(self, directory: str | Path, *, model_id: str, layers: Sequence[int], d_model: int,
+                 dtype: str = "float16", local: bool = True, provenance: dict | None = None) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"unknown storage dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.header = {
+            "format_version": STORE_FORMAT_VERSION,
+            "model_id": model_id,
+            "layers": [int(l) for l in layers],
+            "d_model": int(d_model),
+            "dtype": dtype,
+            "local": bool(local),
+            "provenance": provenance or {},
+        }
+        if (self.directory / INDEX_NAME).exists():
+            index = _read_index(self.directory)
+            for key, value in self.header.items():
+                if index.get(key) != value:
+                    raise ValueError(
+                        f"{self.directory} already holds a different extraction: {key} is "
+                        f"{index.get(key)!r} there, {value!r} here; use another directory"
+                    )
+            self.shards = [s for s in index["shards"] if _shard_ok(self.directory, s)]
+            for bad in (s for s in index["shards"] if s not in self.shards):
+                (self.directory / bad["file"]).unlink(missing_ok=True)
+            self._write_index()
+        else:
+            self.shards = []
+            self._write_index()
+
+    @property
+    def done_samples(self) -> set[int]:
+        """Ids of the samples already stored in whole shards."""
+        return {int(s) for shard in self.shards for s in shard["samples"]}
+
+    def write(self, acts: SpanActivations, sample_ids: Sequence[int]) -> None:
+        """Store one batch as a new shard; ``sample_ids[i]`` is the global id of batch sample i."""
+        if list(acts.layers) != self.header["layers"]:
+            raise ValueError(f"batch layers {list(acts.layers)} differ from the store's {self.header['layers']}")
+        if len(sample_ids) != len(acts.header_len):
+            raise ValueError(f"{len(sample_ids)} sample ids for a batch of {len(acts.header_len)} samples")
+        if self.header["local"] and acts.loc is None:
+            raise ValueError("this store keeps local deltas but the batch has none")
+        dtype = _DTYPES[self.header["dtype"]]
+        tensors = {
+            "token_ids": acts.token_ids.contiguous(),
+            "sample": torch.as_tensor(sample_ids, dtype=torch.long)[acts.sample].contiguous(),
+            "position": acts.position.contiguous(),
+            "header_len": acts.header_len.contiguous(),
+            "sample_ids": torch.as_tensor(sample_ids, dtype=torch.long),
+        }
+        for i, layer in enumerate(acts.layers):
+            tensors[f"base.{layer}"] = acts.base[i].to(dtype).contiguous()
+            tensors[f"acc.{layer}"] = acts.acc[i].to(dtype).contiguous()
+            if self.header["local"]:
+                tensors[f"loc.{layer}"] = acts.loc[i].to(dtype).contiguous()
+        taken = {p.name for p in self.directory.glob("shard-*.safetensors")} | {s["file"] for s in self.shards}
+        number = len(self.shards)
+        while f"shard-{number:05d}.safetensors" in taken:
+            number += 1
+        name = f"shard-{number:05d}.safetensors"
+        with atomic_path(self.directory / name) as tmp:
+            save_file(tensors, tmp, metadata={"format_version": str(STORE_FORMAT_VERSION)})
+        self.shards.append({
+            "file": name,
+            "samples": [int(s) for s in sample_ids],
+            "n_tokens": int(acts.token_ids.numel()),
+            "size": (self.directory / name).stat().st_size,
+        })
+        self._write_index()
+
+    def _write_index(self) -> None:
+        atomic_write_json(self.directory / INDEX_NAME, {**self.header, "shards": self.shards})
+
+
+def _shard_ok(directory: Path, shard: dict) -> bool:
+    path = directory / shard["file"]
+    if not path.is_file() or path.stat().st_size != shard["size"]:
+        return False
+    try:
+        with safe_open(path, framework="pt") as fh:
+            fh.keys()
+    except Exception:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str
+    samples: tuple[int, ...]
+    n_tokens: int
+
+
+class DeltaStore:
+    """Read-only, lazy view of a store written by :class:`DeltaWriter`.
+
+    ``get("acc", layer)`` returns the ``[tokens, d_model]`` float32 tensor of one layer over all
+    shards (or over chosen samples); ``iter_shards`` streams one shard at a time.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.index = _read_index(self.directory)
+        self.shards = [ShardInfo(s["file"], tuple(s["samples"]), s["n_tokens"]) for s in self.index["shards"]]
+        for shard in self.index["shards"]:
+            if not _shard_ok(self.directory, shard):
+                raise ValueError(
+                    f"corrupt or truncated shard {self.directory / shard['file']}; re-run the extraction "
+                    "with resume to rebuild it"
+                )
+
+    @property
+    def model_id(self) -> str:
+        return self.index["model_id"]
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.index["layers"])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.index["d_model"])
+
+    @property
+    def has_local(self) -> bool:
+        return bool(self.index["local"])
+
+    @property
+    def provenance(self) -> dict:
+        return dict(self.index.get("provenance", {}))
+
+    @property
+    def sample_ids(self) -> list[int]:
+        return [s for shard in self.shards for s in shard.samples]
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s.n_tokens for s in self.shards)
+
+    def _check(self, kind: str, layer: int) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown activation kind {kind!r}; expected one of {KINDS}")
+        if kind == "loc" and not self.has_local:
+            raise ValueError(f"{self.directory} was extracted without local deltas")
+        if layer not in self.layers:
+            raise IndexError(f"layer {layer} is not in this store, which holds layers {self.layers}")
+
+    @staticmethod
+    def _read(fh, kind: str, layer: int) -> torch.Tensor:
+        if kind == "steered":
+            return fh.get_tensor(f"base.{layer}").float() + fh.get_tensor(f"acc.{layer}").float()
+        return fh.get_tensor(f"{kind}.{layer}").float()
+
+    def iter_shards(self, kinds: Sequence[str] = ("base", "acc"), layers: Sequence[int] | None = None) -> Iterator[dict]:
+        """Yield one dict per shard: ``{(kind, layer): [tokens, d_model]}`` plus the token fields."""
+        layers = self.layers if layers is None else list(layers)
+        for kind in kinds:
+            for layer in layers:
+                self._check(kind, layer)
+        for shard in self.shards:
+            with safe_open(self.directory / shard.file, framework="pt") as fh:
+                out = {key: fh.get_tensor(key) for key in ("token_ids", "sample", "position", "header_len", "sample_ids")}
+                for kind in kinds:
+                    for layer in layers:
+                        out[(kind, layer)] = self._read(fh, kind, layer)
+            yield out
+
+    def get(self, kind: str, layer: int, samples: Sequence[int] | None = None) -> torch.Tensor:
+        """``[tokens, d_model]`` float32 activations of one kind and layer, in store order."""
+        self._check(kind, layer)
+        wanted = None if samples is None else {int(s) for s in samples}
+        parts = []
+        for shard in self.shards:
+            if wanted is not None and not wanted.intersection(shard.samples):
+                continue
+            with safe_open(self.directory / shard.file, framework="pt") as fh:
+                values = self._read(fh, kind, layer)
+                if wanted is not None:
+                    keep = torch.tensor([int(s) in wanted for s in fh.get_tensor("sample").tolist()])
+                    values = values[keep]
+            parts.append(values)
+        if not parts:
+            return torch.zeros((0, self.d_model))
+        return torch.cat(parts)
+
+    def tokens(self) -> dict[str, torch.Tensor]:
+        """Per-token fields over all shards: ``token_ids``, ``sample``, ``position`` and ``is_header``."""
+        fields = {"token_ids": [], "sample": [], "position": [], "is_header": []}
+        for shard in self.shards:
+            with safe_open(self.directory / shard.file, framework="pt") as fh:
+                sample = fh.get_tensor("sample")
+                position = fh.get_tensor("position")
+                header = dict(zip(fh.get_tensor("sample_ids").tolist(), fh.get_tensor("header_len").tolist()))
+                fields["token_ids"].append(fh.get_tensor("token_ids"))
+                fields["sample"].append(sample)
+                fields["position"].append(position)
+                fields["is_header"].append(torch.tensor([p < header[s] for s, p in zip(sample.tolist(), position.tolist())]))
+        return {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.long) for k, v in fields.items()}

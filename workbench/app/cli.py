@@ -1,0 +1,248 @@
+"""The ``workbench`` command (also ``python -m workbench``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _layers(text: str | None) -> list[int] | None:
+    if text is None or text == "all":
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layers must be 'all' or comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from workbench.core.models import EMBEDDED_MODEL
+
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Measure how a steering instruction changes a model's activations, token by token (Delta_PS).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="triplets -> Delta_PS -> offline HTML report (the `make demo` job)")
+    demo.add_argument("--out", default="reports/demo", help="output directory (default: reports/demo)")
+    demo.add_argument("--model", default=EMBEDDED_MODEL, help="model name (default: the embedded SmolLM2-135M)")
+    demo.add_argument("--attribute", default="pirate", help="bundled attribute (see `workbench attributes`)")
+    demo.add_argument("--n-questions", type=int, default=None, help="training questions (default: the config's, 60)")
+    demo.add_argument("--max-new-tokens", type=int, default=None, help="response length (default: the config's, 48)")
+    demo.add_argument("--seed", type=int, default=0)
+
+    demo.add_argument("--full", action="store_true",
+                      help="the larger experiment (all questions, more methods; an hour or more on 2 cores)")
+    demo.add_argument("--no-evaluation", action="store_true",
+                      help="only the Delta_PS report: skip training and comparing the steering methods")
+
+    ev = sub.add_parser("evaluate", help="train every steering method on an attribute and write the TA@C table "
+                                         "and faithfulness curves (resumable)")
+    ev.add_argument("--attribute", default="pirate", help="bundled attribute (default: pirate)")
+    ev.add_argument("--out", default=None, help="run directory (default: runs/<attribute>)")
+    ev.add_argument("--model", default=EMBEDDED_MODEL)
+    ev.add_argument("--full", action="store_true", help="the larger configuration (see ExperimentConfig.full)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--layer", type=int, default=None, help="layer of single-layer methods (default: the middle)")
+    ev.add_argument("--methods", default=None,
+                    help="comma-separated, e.g. 'Const-DiM,Const-MSE,S-PSR,A-PSR,A-PSR r4' (default: the config's)")
+    ev.add_argument("--plus-prompt", default=None, help="the method also stacked on the prompt (default: A-PSR; 'none': no stacking)")
+    ev.add_argument("--n-train", type=int, default=None, help="training questions (default: the config's)")
+    ev.add_argument("--judge", default="offline", choices=["offline", "llm"],
+                    help="who scores attribute and coherence in the comparison (default: the offline judges)")
+    ev.add_argument("--judge-style", default="score", choices=["score", "rating"],
+                    help="LLM judge: 0-100 scores from log-probabilities, or AxBench 0/1/2 ratings")
+    ev.add_argument("--judge-base-url", default=None,
+                    help="OpenAI-compatible API root (else WORKBENCH_JUDGE_BASE_URL / OPENAI_BASE_URL); the API key "
+                         "is read only from WORKBENCH_JUDGE_API_KEY or OPENAI_API_KEY, never from the command line")
+    ev.add_argument("--judge-model", default=None, help="judge model name (else WORKBENCH_JUDGE_MODEL)")
+
+    figs = sub.add_parser("figures", help="write the paper figures of a run (HTML, and PNG/SVG/PDF through kaleido)")
+    figs.add_argument("--run", default="reports/demo", help="a run directory written by `demo` or `evaluate`; "
+                                                            "run there first if it holds no results")
+    figs.add_argument("--out", default="figures")
+    figs.add_argument("--model", default=EMBEDDED_MODEL)
+    figs.add_argument("--formats", default="png,svg,pdf", help="static formats ('' for HTML only)")
+
+    attrs = sub.add_parser("attributes", help="list the bundled attributes")
+    attrs.add_argument("--verbose", action="store_true", help="also print instructions and question counts")
+
+    check = sub.add_parser("check-attributes", help="measure how often prompting succeeds, per attribute")
+    check.add_argument("--attributes", default="all", help="comma-separated names (default: all bundled)")
+    check.add_argument("--n", type=int, default=20, help="held-out questions per condition (default 20)")
+    check.add_argument("--model", default=EMBEDDED_MODEL)
+    check.add_argument("--seed", type=int, default=0)
+
+    trip = sub.add_parser("triplets", help="sample and judge prompt-steered triplets into a directory")
+    trip.add_argument("--attribute", required=True)
+    trip.add_argument("--out", required=True)
+    trip.add_argument("--model", default=EMBEDDED_MODEL)
+    trip.add_argument("--split", default="train", choices=["train", "validation", "test"])
+    trip.add_argument("--n-questions", type=int, default=None)
+    trip.add_argument("--samples-per-question", type=int, default=1)
+    trip.add_argument("--placement", default="system", choices=["system", "user"])
+    trip.add_argument("--max-new-tokens", type=int, default=64)
+    trip.add_argument("--seed", type=int, default=0)
+
+    ext = sub.add_parser("extract", help="extract Delta_PS for the kept triplets of a triplet directory")
+    ext.add_argument("--triplets", required=True, help="a directory written by `workbench triplets`")
+    ext.add_argument("--out", required=True)
+    ext.add_argument("--model", default=EMBEDDED_MODEL)
+    ext.add_argument("--layers", type=_layers, default=None, help="'all' or e.g. 0,5,10")
+    ext.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    ext.add_argument("--batch-size", type=int, default=8)
+    ext.add_argument("--no-local", action="store_true", help="skip the patched pass (no local deltas)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, KeyError, IndexError, FileNotFoundError) as err:
+        print(f"workbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "attributes":
+        from workbench.data.attributes import list_attributes, load_attribute
+
+        for name in list_attributes():
+            attr = load_attribute(name)
+            print(f"{name}: {attr.description}")
+            if args.verbose:
+                print(f"  instructions: {list(attr.instructions)}")
+                print(f"  questions: " + ", ".join(f"{s} {len(attr.questions(s))}" for s in ("train", "validation", "test")))
+        return 0
+    if args.command == "check-attributes":
+        from workbench.core.models import load_model
+        from workbench.data.attributes import list_attributes
+        from workbench.evaluation.attribute_check import check_attributes, markdown_table
+
+        names = list_attributes() if args.attributes == "all" else args.attributes.split(",")
+        table = check_attributes(load_model(args.model), names, args.n, seed=args.seed)
+        print(markdown_table(table))
+        return 0
+    if args.command == "demo":
+        import json
+
+        from workbench.app.demo import DemoConfig, run_demo
+        from workbench.app.experiment import ExperimentConfig
+
+        make = ExperimentConfig.full if args.full else ExperimentConfig.quick
+        experiment = make(attribute=args.attribute, seed=args.seed,
+                          **({"n_train": args.n_questions} if args.n_questions is not None else {}),
+                          **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens is not None else {}))
+        config = DemoConfig(model=args.model, experiment=experiment, evaluate=not args.no_evaluation)
+        summary = run_demo(args.out, config)
+        print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+        print(f"report: {Path(args.out) / 'index.html'}")
+        return 0
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.command == "figures":
+        return _figures(args)
+    if args.command == "triplets":
+        from workbench.core.models import load_model
+        from workbench.data.triplets import TripletConfig, build_triplets, summarize
+
+        config = TripletConfig(split=args.split, n_questions=args.n_questions, samples_per_question=args.samples_per_question,
+                               placement=args.placement, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        triplets = build_triplets(load_model(args.model), args.attribute, args.out, config)
+        print(summarize(triplets))
+        return 0
+    if args.command == "extract":
+        from workbench.activations.deltas import extract_deltas
+        from workbench.core.models import load_model
+        from workbench.data.triplets import TripletSet
+
+        model = load_model(args.model)
+        triplets = TripletSet.load(args.triplets)
+        if triplets.meta.get("model_id") != model.model_id:
+            raise ValueError(f"the triplets were sampled from {triplets.meta.get('model_id')!r}, not {model.model_id!r}")
+        store = extract_deltas(model, triplets.pairs(model.tokenizer), args.out, layers=args.layers,
+                               batch_size=args.batch_size, dtype=args.dtype, local=not args.no_local)
+        print(f"{store.n_tokens} tokens x {len(store.layers)} layers in {len(store.shards)} shards at {store.directory}")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from workbench.app.experiment import ExperimentConfig, run_experiment
+    from workbench.core.models import load_model
+    from workbench.data.attributes import load_attribute
+
+    attribute = load_attribute(args.attribute)
+    overrides = {"attribute": attribute.name, "seed": args.seed, "layer": args.layer}
+    if args.methods is not None:
+        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if args.plus_prompt is None:  # keep the default stacking only where A-PSR is trained
+            overrides["plus_prompt"] = "A-PSR" if "A-PSR" in overrides["methods"] else None
+    if args.plus_prompt is not None:
+        overrides["plus_prompt"] = None if args.plus_prompt == "none" else args.plus_prompt
+    if args.n_train is not None:
+        overrides["n_train"] = args.n_train
+    config = (ExperimentConfig.full if args.full else ExperimentConfig.quick)(**overrides)
+    judges = {}
+    if args.judge == "llm":
+        from workbench.judges.llm_judge import make_llm_judges
+
+        judge_config = _judge_config(args.judge_base_url, args.judge_model)
+        if judge_config is None:
+            raise ValueError("--judge llm needs an endpoint: set WORKBENCH_JUDGE_BASE_URL and WORKBENCH_JUDGE_MODEL "
+                             "(and WORKBENCH_JUDGE_API_KEY for a hosted API), or pass --judge-base-url and --judge-model")
+        judges = dict(zip(("attribute_judge", "coherence_judge"),
+                          make_llm_judges(judge_config, attribute.description, args.judge_style)))
+    out = Path(args.out or f"runs/{attribute.name}")
+    result = run_experiment(load_model(args.model), config, out, **judges)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(result.comparison.table().round(2).to_string(index=False))
+        faith = result.faithfulness.pivot(index="layer", columns="method", values="rel_rmse")
+        print("\nrelative RMSE to the prompt-steered activations (1 = no better than not steering):")
+        print(faith.iloc[:: max(1, len(faith) // 8)].round(3).to_string())
+    print(f"\ntables: {out / 'results.csv'}, {out / 'faithfulness.csv'}")
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    import json
+
+    from workbench.app.experiment import ExperimentConfig, run_experiment
+    from workbench.core.models import load_model
+    from workbench.viz.figures import paper_figures, write_figures
+
+    run = Path(args.run)
+    meta_path = run / "experiment.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{run} holds no experiment ({meta_path.name} is missing): run `make demo` or "
+                                f"`workbench evaluate --out {run}` first")
+    meta = json.loads(meta_path.read_text())
+    model = load_model(args.model)
+    if meta.get("model") != model.model_id:
+        raise ValueError(f"{run} was made with {meta.get('model')!r}, not {model.model_id!r}; pass --model")
+    result = run_experiment(model, ExperimentConfig.from_dict(meta["config"]), run)  # everything stored is reused
+    formats = [f for f in args.formats.split(",") if f.strip()]
+    written, problem = write_figures(paper_figures(model, result), args.out, formats)
+    for path in written:
+        print(path)
+    if problem:
+        print(f"\nonly the HTML figures were written: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _judge_config(base_url: str | None, model: str | None):
+    """The LLM judge of :meth:`LLMJudgeConfig.from_env`, with the command line's base URL and model in
+    place of the environment's (the API key only ever comes from the environment); None when no
+    endpoint is configured."""
+    import os
+
+    from workbench.judges.llm_judge import LLMJudgeConfig
+
+    flags = {"WORKBENCH_JUDGE_BASE_URL": base_url, "WORKBENCH_JUDGE_MODEL": model}
+    return LLMJudgeConfig.from_env({**os.environ, **{k: v for k, v in flags.items() if v}})

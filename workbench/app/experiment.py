@@ -1,0 +1,401 @@
+"""One call from an attribute to the paper's two comparisons: TA@C and faithfulness.
+
+:func:`run_experiment` chains the library's steps, each stored under one run directory and
+resumed when it is there already (triplets, delta shards, steerers, every judged evaluation and the
+faithfulness table):
+
+1. **data** (:func:`prepare_data`): prompt-steered triplets on the attribute's training questions
+   (kept when both judges pass), their Delta_PS at every layer (accumulated and local), and
+   held-out triplets on the test questions with a paraphrased instruction ``x''`` beside them;
+2. **steerers** (:func:`train_methods`): every method named in the config, e.g. Const-DiM,
+   Const-MSE and S-PSR at one layer on the accumulated deltas, A-PSR at every layer on the local
+   deltas (layer by layer, or ``"A-PSR (joint)"`` through the model), PSR-LL on the likelihood;
+3. **steering at equal coherence** (:func:`workbench.evaluation.comparison.compare_methods`): no steering,
+   the prompt, each steerer, and one steerer stacked on the prompt, at the strength whose
+   validation coherence is 80 (TA@C80) and the prompt's own (TA@Cp), on the test questions;
+4. **faithfulness** (:func:`workbench.evaluation.faithfulness.faithfulness`): relative RMSE per layer on the
+   held-out triplets, each steerer at each triplet's soft label (the strength it was trained to
+   match the prompt at; Const-DiM, the plain mean delta, at 1), again at the strength its TA@C80
+   search chose (rows ``"<name> @C80"``: the steerer as it is used), and the paraphrase reference.
+
+Everything is seeded by ``config.seed``; the offline judges are the default, and any judge
+(:mod:`workbench.judges.llm_judge`) can take their place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from workbench.activations.deltas import extract_deltas, pairs_fingerprint
+from workbench.activations.store import DeltaStore
+from workbench.core.chat import AlignedPair
+from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.models import LoadedModel
+from workbench.data.attributes import Attribute, load_attribute
+from workbench.data.triplets import TripletConfig, TripletSet, build_triplets
+from workbench.evaluation.comparison import (
+    Comparison,
+    EvalConfig,
+    compare_methods,
+    standard_methods,
+    steerer_fingerprint,
+)
+from workbench.evaluation.faithfulness import faithfulness, paraphrase_pairs
+from workbench.judges.offline import Judge
+from workbench.steering import Steerer, TrainConfig, train_steerer
+from workbench.steering.names import parse_method
+
+EXPERIMENT_VERSION = 1
+STEERER_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Sizes and choices of one experiment (see :meth:`quick` and :meth:`full`).
+
+    Attributes:
+        attribute: a bundled attribute name (or pass an :class:`Attribute` to :func:`run_experiment`).
+        n_train: training questions (train split; ``None``: all), ``samples_per_question`` each.
+        n_heldout: test questions whose prompt-steered answers measure faithfulness.
+        max_new_tokens: length of the sampled responses ``y'``.
+        layer: where single-layer methods act (``None``: the middle layer).
+        methods: steerers to train and compare (names as :func:`~workbench.steering.names.parse_method` reads them).
+        plus_prompt: the steerer also stacked on the prompt (``"PSR + prompt"``), or None.
+        steps: optimizer steps of iterative fits; ``joint_steps`` for fits through the model.
+        evaluation: the strength search and TA@C settings.
+    """
+
+    attribute: str = "pirate"
+    n_train: int | None = 60
+    samples_per_question: int = 1
+    n_heldout: int | None = 18
+    max_new_tokens: int = 48
+    layer: int | None = None
+    methods: tuple[str, ...] = ("Const-DiM", "Const-MSE", "S-PSR", "A-PSR")
+    plus_prompt: str | None = "A-PSR"
+    steps: int = 300
+    joint_steps: int = 30
+    seed: int = 0
+    batch_size: int = 16
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        specs = [parse_method(m) for m in self.methods]
+        if not specs:
+            raise ValueError("an experiment needs at least one steering method")
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"method names repeat: {names}")
+        if self.plus_prompt is not None and self.plus_prompt not in names:
+            raise ValueError(f"plus_prompt {self.plus_prompt!r} is not one of the methods {names}")
+        for what in ("n_train", "n_heldout"):
+            value = getattr(self, what)
+            if value is not None and value < 1:
+                raise ValueError(f"{what} must be >= 1 or None, got {value}")
+        if self.steps < 0 or self.joint_steps < 0:
+            raise ValueError(f"steps must be >= 0, got steps={self.steps}, joint_steps={self.joint_steps}")
+
+    @classmethod
+    def quick(cls, **overrides) -> "ExperimentConfig":
+        """The demo's size: minutes on a 2-core CPU."""
+        return replace(cls(), **overrides)
+
+    @classmethod
+    def full(cls, **overrides) -> "ExperimentConfig":
+        """Every training question twice, all validation and test questions, more methods
+        (joint A-PSR, rank 4, PSR-LL, all-layer constants): an hour or more on a 2-core CPU."""
+        base = cls(n_train=None, samples_per_question=2, n_heldout=None, max_new_tokens=64, steps=1000,
+                   joint_steps=100,
+                   methods=("Const-DiM", "Const-MSE", "A-Const-DiM", "S-PSR", "S-PSR-LL", "A-PSR", "A-PSR r4",
+                            "A-PSR (joint)"),
+                   evaluation=EvalConfig(n_validation=None, n_test=None, max_new_tokens=64, max_steps=10))
+        return replace(base, **overrides)
+
+    @classmethod
+    def notebook(cls, **overrides) -> "ExperimentConfig":
+        """The notebooks' size: small enough that all eight notebooks run in minutes on a 2-core CPU
+        (40 training and 12 held-out questions, answers of 40 tokens, a short strength search)."""
+        base = cls(n_train=40, n_heldout=12, max_new_tokens=40, steps=200,
+                   evaluation=EvalConfig(n_validation=8, n_test=12, max_new_tokens=40, max_steps=8, tol=4.0,
+                                         batch_size=12))
+        return replace(base, **overrides)
+
+    def single_layer(self, model: LoadedModel) -> int:
+        layer = model.n_layers // 2 if self.layer is None else self.layer
+        model.check_layers([layer])
+        return layer
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "ExperimentConfig":
+        """The inverse of :meth:`to_dict` (e.g. from a run's ``experiment.json``)."""
+        values = dict(values)
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown experiment setting(s) {unknown}: written by another version of the workbench?")
+        evaluation = dict(values.pop("evaluation", {}))
+        if "targets" in evaluation:
+            evaluation["targets"] = tuple(evaluation["targets"])
+        return cls(**{**values, "methods": tuple(values.get("methods", cls.methods)),
+                      "evaluation": EvalConfig(**evaluation)})
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["evaluation"] = {**asdict(self.evaluation), "targets": list(self.evaluation.targets)}
+        out["methods"] = list(self.methods)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# 1. data
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedData:
+    """The triplets and deltas an experiment trains and measures on.
+
+    Attributes:
+        triplets: training triplets (all samples; ``.kept`` are the training set).
+        pairs: the kept training triplets, aligned; sample id ``i`` is ``pairs[i]``.
+        store: their Delta_PS (accumulated and local, every layer).
+        heldout: triplets on the test questions (faithfulness only).
+        heldout_pairs: the kept held-out triplets, aligned ``x y'`` / ``x' y'``.
+        paraphrase_pairs: the same responses after the paraphrase ``x''`` (or None when the
+            attribute has no paraphrase).
+    """
+
+    attribute: Attribute
+    triplets: TripletSet
+    pairs: list[AlignedPair]
+    store: DeltaStore
+    heldout: TripletSet
+    heldout_pairs: list[AlignedPair]
+    paraphrase_pairs: list[AlignedPair] | None
+
+    @property
+    def soft_labels(self) -> list[float]:
+        """Soft label of each training pair (attribute score / 100)."""
+        return [float(v) for v in self.triplets.kept["soft_label"]]
+
+    @property
+    def heldout_labels(self) -> list[float]:
+        return [float(v) for v in self.heldout.kept["soft_label"]]
+
+
+def prepare_data(model: LoadedModel, attribute: Attribute | str, directory: str | Path,
+                 config: ExperimentConfig = ExperimentConfig(), *, triplet_coherence: Judge | None = None,
+                 progress: bool = True) -> PreparedData:
+    """Sample (or reload) the training and held-out triplets and extract the training deltas.
+
+    ``triplet_coherence``: the coherence judge that decides which triplets are kept (default:
+    the offline heuristics blended with the model's likelihood).
+    """
+    attribute = load_attribute(attribute)
+    directory = Path(directory)
+    common = dict(max_new_tokens=config.max_new_tokens, seed=config.seed, batch_size=config.batch_size)
+    triplets = build_triplets(model, attribute, directory / "triplets",
+                              TripletConfig(split="train", n_questions=config.n_train,
+                                            samples_per_question=config.samples_per_question, **common),
+                              coherence=triplet_coherence, progress=progress)
+    pairs = triplets.pairs(model.tokenizer)
+    if len(pairs) < 2:
+        raise RuntimeError(f"only {len(pairs)} of {len(triplets.table)} prompt-steered samples of {attribute.name!r} "
+                           "were kept (successful and coherent): too few to train a steerer on")
+    store = extract_deltas(model, pairs, directory / "deltas", batch_size=8, progress=progress)
+    heldout = build_triplets(model, attribute, directory / "heldout",
+                             TripletConfig(split="test", n_questions=config.n_heldout, **common),
+                             coherence=triplet_coherence, progress=progress)
+    heldout_pairs = heldout.pairs(model.tokenizer)
+    if not heldout_pairs:
+        raise RuntimeError(f"no held-out prompt-steered sample of {attribute.name!r} was kept; faithfulness needs some")
+    paraphrase = None
+    if attribute.paraphrases:
+        kept = heldout.kept
+        paraphrase = paraphrase_pairs(model.tokenizer, list(zip(kept["question"], kept["instruction"], kept["response_ids"])),
+                                      attribute.paraphrases[0], placement=heldout.meta["config"]["placement"])
+    return PreparedData(attribute, triplets, pairs, store, heldout, heldout_pairs, paraphrase)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. steerers
+# --------------------------------------------------------------------------------------------
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def train_methods(model: LoadedModel, data: PreparedData, config: ExperimentConfig = ExperimentConfig(),
+                  directory: str | Path | None = None, *, progress: bool = True) -> dict[str, object]:
+    """Train every method of ``config.methods``; with ``directory``, each steerer is saved there
+    and reloaded on a later call made with the same data and settings."""
+    layer = config.single_layer(model)
+    out = {}
+    bar = tqdm(config.methods, desc="training steerers", disable=not progress, leave=False)
+    for name in bar:
+        bar.set_postfix_str(name)
+        spec = parse_method(name)
+        steps = config.joint_steps if spec.training == "joint" else config.steps
+        train_config = TrainConfig(steps=steps, seed=config.seed)
+        key = hashlib.sha256(json.dumps([STEERER_CACHE_VERSION, model.model_id, asdict(spec), layer, asdict(train_config),
+                                         pairs_fingerprint(data.pairs), data.soft_labels]).encode()).hexdigest()[:16]
+        path = Path(directory) / f"{_slug(name)}-{key}.safetensors" if directory is not None else None
+        if path is not None and path.is_file():
+            out[name] = Steerer.load(path, model)
+            continue
+        out[name] = train_steerer(
+            spec.method, model, data.soft_labels, layers=layer if spec.scope == "single" else None,
+            store=data.store, pairs=data.pairs, rank=spec.rank, training=spec.training, config=train_config,
+            attribute=data.attribute.name, progress=progress)
+        if path is not None:
+            out[name].save(path)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 3 + 4. the comparisons
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`run_experiment` measured.
+
+    Attributes:
+        comparison: TA@C80 / TA@Cp (``.results``), every evaluation (``.sweep``, ``.samples``).
+        faithfulness: ``method, layer, rel_rmse`` on the held-out triplets.
+        steerers: the trained steerers by method name.
+        data: the triplets and deltas.
+        meta: model, attribute, config, sizes, timings.
+    """
+
+    comparison: Comparison
+    faithfulness: pd.DataFrame
+    steerers: dict
+    data: PreparedData
+    meta: dict
+
+    @property
+    def results(self) -> pd.DataFrame:
+        return self.comparison.results
+
+    def save(self, directory: str | Path) -> Path:
+        """``results.csv``, ``faithfulness.csv``, ``sweep.csv``, ``samples.csv``, ``comparison.json``
+        and ``experiment.json`` in ``directory`` (each written atomically)."""
+        out = self.comparison.save(directory)
+        atomic_write_bytes(out / "faithfulness.csv",
+                           self.faithfulness.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+        atomic_write_json(out / "experiment.json", self.meta)
+        return out
+
+
+def faithfulness_strengths(steerers: Mapping[str, object], labels: Sequence[float]) -> dict[str, tuple]:
+    """``{name: (steerer, alpha)}`` for faithfulness: the held-out soft labels, except for
+    Const-DiM, whose vector is the plain mean delta (strength 1 is the prompt's average)."""
+    out = {}
+    for name, steerer in steerers.items():
+        out[name] = (steerer, 1.0 if steerer.info.method == "const-dim" else list(labels))
+    return out
+
+
+def _stored_faithfulness(model: LoadedModel, data: PreparedData, measured: Mapping[str, tuple],
+                         directory: Path) -> pd.DataFrame:
+    """:func:`workbench.evaluation.faithfulness.faithfulness` of ``measured`` on the held-out triplets, kept in
+    ``directory`` under a name made of everything it depends on, so a rerun reads it back."""
+    key = json.dumps([STEERER_CACHE_VERSION, model.model_id, pairs_fingerprint(data.heldout_pairs),
+                      pairs_fingerprint(data.paraphrase_pairs or []),
+                      {name: [steerer_fingerprint(s), a if isinstance(a, float) else list(a)]
+                       for name, (s, a) in sorted(measured.items())}])
+    path = directory / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    faith = faithfulness(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs)
+    buffer = io.BytesIO()
+    faith.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return faith
+
+
+def strengths_in_use(steerers: Mapping[str, object], results: pd.DataFrame, target: str = "C80") -> dict[str, tuple]:
+    """``{"<name> @C80": (steerer, alpha)}``: each steerer at the strength the TA@C search chose for
+    ``target``, i.e. as it is used to steer, which may be far from the strength it was trained at."""
+    rows = results[(results["target"] == target) & results["method"].isin(list(steerers))]
+    return {f"{row.method} @{target}": (steerers[row.method], float(row.alpha)) for row in rows.itertuples()
+            if pd.notna(row.alpha)}
+
+
+def run_experiment(
+    model: LoadedModel,
+    config: ExperimentConfig = ExperimentConfig(),
+    directory: str | Path = "runs/experiment",
+    *,
+    attribute: Attribute | str | None = None,
+    attribute_judge: Judge | None = None,
+    coherence_judge: Judge | None = None,
+    triplet_coherence: Judge | None = None,
+    data: PreparedData | None = None,
+    progress: bool = True,
+) -> ExperimentResult:
+    """Triplets -> deltas -> steerers -> TA@C table and faithfulness curves, resumable in ``directory``.
+
+    Args:
+        attribute: overrides ``config.attribute`` (e.g. an attribute made with ``make_attribute``).
+        attribute_judge, coherence_judge: judges of the TA@C comparison (default: the offline
+            ones); the training triplets are always judged offline, so that an LLM judge only
+            changes the measurement, not what is trained.
+        triplet_coherence: the coherence judge that keeps training triplets (see :func:`prepare_data`).
+        data: what :func:`prepare_data` already returned for this model, attribute, directory and
+            config (the demo's heat maps need it first); prepared here otherwise.
+    Returns:
+        An :class:`ExperimentResult`, also saved to ``directory`` (``results.csv``,
+        ``faithfulness.csv``, ...).
+    """
+    directory = Path(directory)
+    attribute = load_attribute(attribute if attribute is not None else config.attribute)
+    times = {}
+    t0 = time.perf_counter()
+    if data is None:
+        data = prepare_data(model, attribute, directory, config, triplet_coherence=triplet_coherence, progress=progress)
+    elif data.attribute.name != attribute.name or data.store.model_id != model.model_id:
+        raise ValueError(f"the prepared data is of {data.attribute.name!r} on {data.store.model_id!r}, but the "
+                         f"experiment is {attribute.name!r} on {model.model_id!r}")
+    times["data"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steerers = train_methods(model, data, config, directory / "steerers", progress=progress)
+    times["training"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    methods = standard_methods(steerers, plus_prompt=config.plus_prompt)
+    comparison = compare_methods(model, attribute, methods, config.evaluation, attribute_judge=attribute_judge,
+                                 coherence_judge=coherence_judge, progress=progress, cache_dir=directory / "evaluations")
+    times["comparison"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    measured = faithfulness_strengths(steerers, data.heldout_labels)
+    numeric = [label for label in comparison.meta["targets"] if label != "Cp"]
+    if numeric:
+        measured.update(strengths_in_use(steerers, comparison.results, numeric[0]))
+    faith = _stored_faithfulness(model, data, measured, directory / "faithfulness")
+    times["faithfulness"] = time.perf_counter() - t0
+    meta = {
+        "version": EXPERIMENT_VERSION, "model": model.model_id, "attribute": attribute.name,
+        "config": config.to_dict(), "single_layer": config.single_layer(model),
+        "n_train_samples": int(len(data.triplets.table)), "n_train_kept": len(data.pairs),
+        "n_train_tokens": int(data.store.n_tokens), "n_heldout_kept": len(data.heldout_pairs),
+        "paraphrase": attribute.paraphrases[0] if attribute.paraphrases else None,
+        "steerers": {name: {"name": s.name, "layers": list(s.layers), "rank": s.rank, "history": s.info.history}
+                     for name, s in steerers.items()},
+        "comparison": comparison.meta, "seconds": {k: round(v, 1) for k, v in times.items()},
+    }
+    result = ExperimentResult(comparison, faith, steerers, data, meta)
+    result.save(directory)
+    return result

@@ -1,0 +1,731 @@
+"""Notebook widgets: ipywidgets glue only (the maths and the figures live elsewhere).
+
+- :class:`TrainingPanel` ("Train probes interactively"): choose an attribute, a method
+  (Const-DiM, Const-MSE, PSR-MSE, PSR-LL), one layer or every layer, the rank and the training,
+  press Train; the loss curve draws live, Stop ends training after the current step, and the new
+  steerer is then compared with the ones given as ``others`` and every one trained earlier in
+  the panel (faithfulness on the held-out triplets, final training and best validation loss).
+- :class:`LambdaExplorer` ("Lambda over generated text"): for one question, (a) the answer
+  generated under the steerer with its per-token ``lambda`` and (b) the prompt-steered answer with
+  its per-token ``||Delta_PS||``, as token heat maps at the chosen layers.
+
+Both are plain objects that hold their widgets as attributes, so that code (tests, notebooks run
+under nbval) can set values and call methods synchronously: ``panel.method.value = "PSR-MSE"``,
+``panel.train(blocking=True)``, ``explorer.refresh()``. Display the object itself (or its
+``.widget``). Figures come from :mod:`workbench.viz.plotting`. The live loss curve is a
+``plotly.graph_objects.FigureWidget`` (anywidget in JupyterLab 4; its script ships with plotly, so
+no network is needed); every other figure is shown in an ``ipywidgets.Output`` as a plain plotly
+figure, because each FigureWidget carries plotly's ~5 MB script in the widget state that a saved
+notebook may store.
+
+Threads: the Train button trains in a background thread so that JupyterLab can deliver the Stop
+click meanwhile; do not use the same model in other cells while it runs (training through the
+model hooks it). ``panel.wait()`` joins the thread.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+import ipywidgets as widgets
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from workbench.activations.deltas import pair_magnitudes
+from workbench.app.experiment import PreparedData, faithfulness_strengths
+from workbench.core.chat import AlignedPair, align
+from workbench.core.generation import Generation, SamplingConfig, generate_answers
+from workbench.evaluation.faithfulness import faithfulness
+from workbench.steering import Steerer, TrainConfig, TrainProgress, check_alpha, layers_label, make_trainer
+from workbench.steering.lambda_tables import generation_lambda_table
+from workbench.steering.names import method_name
+from workbench.viz.figures import shown_layers
+from workbench.viz.plotting import TEMPLATE, faithfulness_curves, method_color, token_heatmap
+
+__all__ = ["LambdaExplorer", "METHOD_LABELS", "TrainChoice", "TrainingPanel", "method_name"]
+
+#: Method dropdown labels and the :func:`workbench.steering.make_trainer` method each stands for.
+METHOD_LABELS: dict[str, str] = {"Const-DiM": "const-dim", "Const-MSE": "const-mse", "PSR-MSE": "psr-mse",
+                                 "PSR-LL": "psr-ll"}
+_SCOPE_OPTIONS = [("one layer", "single"), ("every layer", "all")]
+_TRAINING_OPTIONS = [("layerwise (MSE on stored deltas)", "layerwise"), ("joint (through the model)", "joint")]
+#: Trainings that a method allows only one of (the training dropdown is then fixed and disabled).
+_FIXED_TRAINING = {"psr-ll": "joint", "const-dim": "layerwise"}
+_STATUS_COLOURS = {"info": "#444444", "ok": "#1B7837", "warning": "#B35806", "error": "#B2182B"}
+MAX_RANK = 8
+
+
+def _status_html(text: str, kind: str = "info") -> str:
+    colour = _STATUS_COLOURS.get(kind, _STATUS_COLOURS["info"])
+    return f'<span style="color:{colour}">{html.escape(text, quote=False)}</span>'
+
+
+def _layers_text(layers: Sequence[int]) -> str:
+    """``"layer 5"``, ``"layers 0-29"`` or ``"layers 3,7"``."""
+    return ("layer " if len(layers) == 1 else "layers ") + layers_label(layers)
+
+
+def _show_figure(out: widgets.Output, fig: go.Figure | None) -> None:
+    """Make ``out`` show ``fig`` alone (or nothing) as plotly's mimetype bundle, which JupyterLab
+    (with the jupyterlab-plotly extension that plotly installs) and VS Code draw offline.
+
+    The outputs are set directly rather than in a ``with out:`` block, so this works from any
+    thread (the training panel draws from its training thread) and outside IPython.
+    """
+    if fig is None:
+        out.outputs = ()
+        return
+    data = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+    data["text/plain"] = f"<plotly figure: {fig.layout.title.text}>"
+    out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+
+class _Displayable:
+    """Displays as its ``widget`` (a VBox) in Jupyter."""
+
+    widget: widgets.Widget
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training panel
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainChoice:
+    """What the panel's controls ask for, validated.
+
+    Attributes:
+        attribute: the attribute whose data trains the steerer.
+        name: the experiment's name of the steerer (e.g. ``"A-PSR r2 (joint)"``).
+        method: ``"const-dim"``, ``"const-mse"``, ``"psr-mse"`` or ``"psr-ll"``.
+        layers: an int (one layer) or ``None`` (every layer), as :func:`make_trainer` takes them.
+        rank, training, steps: as :func:`make_trainer` and :class:`TrainConfig` take them.
+    """
+
+    attribute: str
+    name: str
+    method: str
+    layers: int | None
+    rank: int
+    training: str
+    steps: int
+
+
+class TrainingPanel(_Displayable):
+    """Train one steerer at a time, watch its loss, stop it, and compare it with others.
+
+    Args:
+        model: the :class:`~workbench.core.models.LoadedModel` to train on.
+        data: a :class:`~workbench.app.experiment.PreparedData`; or ``{attribute name: PreparedData}``;
+            or a callable ``name -> PreparedData`` (prepared on first use) with ``attributes=``.
+        others: already trained steerers to compare with, ``{name: Steerer}``; each is compared
+            on the attribute it was trained for (``steerer.info.attribute``; any, when unknown).
+        config: the training configuration; the Steps box sets ``steps``.
+        attributes: attribute names for the dropdown (required with a callable ``data``).
+        plot_every: redraw the loss curve every this many steps (and at every validation).
+
+    Attributes (widgets): ``attribute``, ``method``, ``scope``, ``layer``, ``rank``, ``training``,
+    ``steps``, ``train_button``, ``stop_button``, ``status``, ``figure`` (FigureWidget: train loss
+    line, validation loss markers), ``results`` (HTML: the comparison table), ``results_plot``
+    (Output: faithfulness curves after an all-layer steerer).
+
+    Attributes (state): ``history`` (``[{step, train_loss, val_loss}]`` of the last run),
+    ``steerer`` (its result), ``trained`` (``{name: Steerer}`` trained in the panel for the
+    current attribute; a new steerer of the same name replaces the old one), ``comparison``
+    (one row per compared method), ``faithfulness`` (tidy ``method, layer, rel_rmse``), ``error``
+    (the last exception), ``step_callbacks`` (extra ``fn(TrainProgress)`` called every step;
+    returning True stops training).
+    """
+
+    def __init__(
+        self,
+        model,
+        data: PreparedData | Mapping[str, PreparedData] | Callable[[str], PreparedData],
+        others: Mapping[str, Steerer] | None = None,
+        config: TrainConfig = TrainConfig(),
+        *,
+        attributes: Sequence[str] | None = None,
+        plot_every: int = 5,
+    ) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a workbench.steering.TrainConfig, got {type(config).__name__}")
+        if isinstance(plot_every, bool) or not isinstance(plot_every, int) or plot_every < 1:
+            raise ValueError(f"plot_every must be an integer >= 1, got {plot_every!r}")
+        self.model, self.config, self.plot_every = model, config, plot_every
+        self._loader, names = self._data_source(data, attributes)
+        self._data: dict[str, PreparedData] = {}
+        self.others: dict[str, Steerer] = {}
+        for name, steerer in (others or {}).items():
+            if not isinstance(steerer, Steerer):
+                raise ValueError(f"others[{name!r}] is a {type(steerer).__name__}, not a Steerer")
+            try:
+                steerer.check_model(model)
+            except ValueError as err:
+                raise ValueError(f"others[{name!r}]: {err}") from None
+            self.others[str(name)] = steerer
+        self._trained: dict[str, dict[str, Steerer]] = {n: {} for n in names}
+        self._histories: dict[tuple[str, Steerer], list[dict]] = {}  # loss history of each panel steerer
+        self._faith_cache: dict[tuple[str, str], tuple[Steerer | None, pd.DataFrame]] = {}
+
+        self.history: list[dict] = []
+        self.steerer: Steerer | None = None
+        self.trainer = None
+        self.comparison: pd.DataFrame | None = None
+        self.faithfulness: pd.DataFrame | None = None
+        self.faithfulness_figure: go.Figure | None = None
+        self.error: BaseException | None = None
+        self.step_callbacks: list[Callable[[TrainProgress], bool | None]] = []
+        self._lock = threading.Lock()
+        self._running: str | None = None  # the name being trained, or None
+        self._stop_requested = False
+        self._thread: threading.Thread | None = None
+        self._run_name = ""
+        self._run_steps = 0
+
+        style, wide = {"description_width": "80px"}, widgets.Layout(width="340px")
+        self.attribute = widgets.Dropdown(options=list(names), description="attribute", style=style, layout=wide)
+        self.method = widgets.Dropdown(options=list(METHOD_LABELS), value="PSR-MSE", description="method",
+                                       style=style, layout=wide)
+        self.scope = widgets.ToggleButtons(options=_SCOPE_OPTIONS, value="single", description="scope", style=style)
+        self.layer = widgets.IntSlider(value=model.n_layers // 2, min=0, max=model.n_layers - 1, description="layer",
+                                       style=style, layout=wide, continuous_update=False)
+        self.rank = widgets.IntSlider(value=1, min=1, max=MAX_RANK, description="rank", style=style, layout=wide,
+                                      continuous_update=False)
+        self.training = widgets.Dropdown(options=_TRAINING_OPTIONS, value="layerwise", description="training",
+                                         style=style, layout=wide)
+        self.steps = widgets.IntText(value=config.steps, description="steps", style=style,
+                                     layout=widgets.Layout(width="200px"))
+        self.train_button = widgets.Button(description="Train", button_style="primary", icon="play")
+        self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.preview = widgets.HTML()
+        self.status = widgets.HTML(_status_html("ready"))
+        self.figure = go.FigureWidget(
+            data=[go.Scatter(x=[], y=[], mode="lines", name="train loss"),
+                  go.Scatter(x=[], y=[], mode="markers", name="validation loss", marker=dict(size=8))],
+            layout=dict(template=TEMPLATE, height=320, width=700, title=dict(text="Training loss"),
+                        xaxis=dict(title=dict(text="step")), yaxis=dict(title=dict(text="loss"))))
+        self.results = widgets.HTML()
+        self.results_plot = widgets.Output()
+
+        self._free_rank, self._free_training, self._syncing = 1, "layerwise", False
+        for control in (self.method, self.scope, self.rank, self.training, self.layer):
+            control.observe(self._sync_controls, names="value")
+        self.attribute.observe(self._on_attribute, names="value")
+        self.train_button.on_click(lambda _: self.train(blocking=False))
+        self.stop_button.on_click(lambda _: self.stop())
+        self._sync_controls()
+        self.widget = widgets.VBox([
+            widgets.HBox([self.attribute, self.method]), self.scope, widgets.HBox([self.layer, self.rank]),
+            widgets.HBox([self.training, self.steps]),
+            widgets.HBox([self.train_button, self.stop_button, self.preview]),
+            self.status, self.figure, self.results, self.results_plot,
+        ])
+
+    # -- data ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _data_source(data, attributes) -> tuple[Callable[[str], PreparedData], list[str]]:
+        if isinstance(data, PreparedData):
+            names = [data.attribute.name]
+            if attributes is not None and list(attributes) != names:
+                raise ValueError(f"attributes {list(attributes)} do not match the data's attribute {names[0]!r}")
+            return {names[0]: data}.__getitem__, names
+        if isinstance(data, Mapping):
+            names = list(data) if attributes is None else [str(a) for a in attributes]
+            missing = [a for a in names if a not in data]
+            if missing:
+                raise ValueError(f"attribute {missing[0]!r} is not in the data, which has {list(data)}")
+            if not names:
+                raise ValueError("data is an empty mapping: give at least one attribute's PreparedData")
+            return data.__getitem__, names
+        if callable(data):
+            if isinstance(attributes, str) or not attributes:
+                raise ValueError("with a callable data loader, name the attributes: attributes=['pirate', ...]")
+            return data, [str(a) for a in attributes]
+        raise TypeError(f"data must be a PreparedData, a mapping of them, or a callable; got {type(data).__name__}")
+
+    def data_for(self, attribute: str | None = None) -> PreparedData:
+        """The prepared data of ``attribute`` (default: the selected one), loaded on first use."""
+        name = self.attribute.value if attribute is None else attribute
+        if name not in self._trained:
+            raise ValueError(f"unknown attribute {name!r}; the panel has {list(self._trained)}")
+        if name not in self._data:
+            loaded = self._loader(name)
+            if not isinstance(loaded, PreparedData):
+                raise TypeError(f"the data of {name!r} is a {type(loaded).__name__}, not a PreparedData")
+            self._data[name] = loaded
+        return self._data[name]
+
+    @property
+    def data(self) -> PreparedData:
+        """The selected attribute's prepared data."""
+        return self.data_for()
+
+    def _all_trained(self) -> list[Steerer]:
+        return [s for per_attribute in self._trained.values() for s in per_attribute.values()]
+
+    @property
+    def trained(self) -> dict[str, Steerer]:
+        """Steerers trained in the panel for the selected attribute, by name."""
+        return self._trained[self.attribute.value]
+
+    def history_of(self, name: str, attribute: str | None = None) -> list[dict]:
+        """The loss history (``[{step, train_loss, val_loss}]``) of the panel steerer ``name``."""
+        attribute = self.attribute.value if attribute is None else attribute
+        steerer = self._trained.get(attribute, {}).get(name)
+        if steerer is None:
+            raise ValueError(f"no steerer {name!r} trained in the panel for {attribute!r}; "
+                             f"it has {sorted(self._trained.get(attribute, {}))}")
+        return next((list(h) for (a, s), h in self._histories.items() if a == attribute and s is steerer), [])
+
+    # -- controls ------------------------------------------------------------------------------
+
+    def _sync_controls(self, change=None) -> None:
+        """Enable what the method allows: rank for PSR only, the training where it is a choice,
+        the layer for one-layer steerers; then preview the steerer's name."""
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            method = METHOD_LABELS.get(self.method.value, "")
+            const = method.startswith("const")
+            if const and not self.rank.disabled:
+                self._free_rank, self.rank.value = self.rank.value, 1
+            elif not const and self.rank.disabled:
+                self.rank.value = self._free_rank
+            self.rank.disabled = const
+            fixed = _FIXED_TRAINING.get(method)
+            if fixed is not None:
+                if not self.training.disabled:
+                    self._free_training = self.training.value
+                self.training.value = fixed
+            elif self.training.disabled:
+                self.training.value = self._free_training
+            self.training.disabled = fixed is not None
+            self.layer.disabled = self.scope.value == "all"
+        finally:
+            self._syncing = False
+        try:
+            choice = self.choice
+            where = "every layer" if choice.layers is None else f"layer {choice.layers}"
+            self.preview.value = f"trains <b>{html.escape(choice.name)}</b> at {where}"
+        except (ValueError, TypeError) as err:
+            self.preview.value = _status_html(f"invalid: {err}", "error")
+
+    def _on_attribute(self, change) -> None:
+        trained = self._trained.get(change["new"], {})
+        names = ", ".join(trained) or "none yet"
+        self._set_status(f"attribute {change['new']!r}: trained here: {names}")
+
+    def _snapshot(self) -> dict[str, Any]:
+        names = ("attribute", "method", "scope", "layer", "rank", "training", "steps")
+        return {name: getattr(self, name).value for name in names}
+
+    @staticmethod
+    def _choice_from(values: Mapping[str, Any]) -> TrainChoice:
+        label = values["method"]
+        if label not in METHOD_LABELS:
+            raise ValueError(f"unknown method {label!r}; expected one of {list(METHOD_LABELS)}")
+        method, scope, rank, training = METHOD_LABELS[label], values["scope"], int(values["rank"]), values["training"]
+        name = method_name(method, scope, rank, training)
+        layers = int(values["layer"]) if scope == "single" else None
+        return TrainChoice(values["attribute"], name, method, layers, rank, training, int(values["steps"]))
+
+    @property
+    def choice(self) -> TrainChoice:
+        """What Train would train now (raises ValueError for an invalid combination)."""
+        return self._choice_from(self._snapshot())
+
+    # -- training ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a training (or its comparison) is under way."""
+        return self._running is not None
+
+    def train(self, blocking: bool = False) -> Steerer | None:
+        """Train what the controls say, then compare (see the class docstring).
+
+        ``blocking=False`` (the Train button): in a background thread; returns None at once
+        (``wait()`` joins it); errors go to the status line and ``self.error``.
+        ``blocking=True``: in the calling thread; returns the steerer and re-raises errors.
+        A second call while one runs is refused (status; RuntimeError when blocking).
+        """
+        values = self._snapshot()
+        with self._lock:
+            if self._running is not None:
+                message = f"already training {self._running}: press Stop or wait for it to finish"
+                self._set_status(message, "warning")
+                if blocking:
+                    raise RuntimeError(message)
+                return None
+            self._running = f"{values['method']} on {values['attribute']!r}"
+            self._stop_requested = False
+        self.stop_button.disabled = False
+        if blocking:
+            return self._work(values, raise_errors=True)
+        self._thread = threading.Thread(target=self._work, args=(values, False), name="workbench-training", daemon=True)
+        self._thread.start()
+        return None
+
+    def stop(self) -> None:
+        """Ask the running training to stop after its current step (the Stop button)."""
+        self._stop_requested = True
+        trainer = self.trainer
+        if trainer is not None:
+            trainer.stop()
+        if self.running:
+            self._set_status(f"stopping {self._run_name or self._running} after the current step ...", "warning")
+
+    def wait(self, timeout: float | None = None) -> Steerer | None:
+        """Join the background training thread (if any); returns the last steerer."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"training still running after {timeout} s")
+        return self.steerer
+
+    def _work(self, values: Mapping[str, Any], raise_errors: bool) -> Steerer | None:
+        try:
+            return self._train_and_compare(self._choice_from(values))
+        except Exception as err:  # noqa: BLE001 - shown in the status line; re-raised when blocking
+            self.error = err
+            self._set_status(f"error: {type(err).__name__}: {err}", "error")
+            if raise_errors:
+                raise
+            return None
+        finally:
+            self.trainer = None
+            self.stop_button.disabled = True
+            with self._lock:
+                self._running = None
+
+    def _train_and_compare(self, choice: TrainChoice) -> Steerer:
+        self.error = None
+        self._running = self._run_name = choice.name
+        self._run_steps = choice.steps
+        config = replace(self.config, steps=choice.steps)
+        self.history = []
+        self._reset_figure(choice.name)
+        start = " (through the model: first the layerwise fit it starts from)" if choice.training == "joint" else ""
+        self._set_status(f"preparing {choice.name}{start} ...")
+        data = self.data_for(choice.attribute)
+        self.trainer = make_trainer(
+            choice.method, self.model, data.soft_labels, layers=choice.layers, store=data.store, pairs=data.pairs,
+            rank=choice.rank, training=choice.training, config=config, attribute=data.attribute.name, progress=False)
+        # a Stop pressed while preparing takes effect after the first step (the callback returns True)
+        steerer = self.trainer.run(callback=self._on_step, progress=False)
+        reason = getattr(self.trainer, "stopped_because", None)
+        self._draw_losses()
+        self.steerer = steerer
+        self._trained[choice.attribute][choice.name] = steerer
+        self._histories = {k: h for k, h in self._histories.items() if k[1] in self._all_trained()}
+        self._histories[(choice.attribute, steerer)] = list(self.history)
+        self._set_status(f"{choice.name}: measuring faithfulness on {len(data.heldout_pairs)} held-out triplets ...")
+        self.comparison = self.compare(choice.attribute, new=choice.name)
+        self._show_results(choice.name)
+        self._set_status(self._finished_message(choice, reason), "ok")
+        return steerer
+
+    def _finished_message(self, choice: TrainChoice, reason: str | None) -> str:
+        done = len(self.history)
+        if reason is None:
+            return f"{choice.name}: fitted in closed form (no training steps)"
+        if reason in ("stop flag", "callback"):
+            text = f"{choice.name}: stopped after {done} of {choice.steps} steps"
+        elif reason == "early stopping":
+            text = f"{choice.name}: stopped early at step {done} (validation loss stopped improving)"
+        else:
+            text = f"{choice.name}: finished {done} steps"
+        best = self.steerer.info.history.get("best_val_loss") if self.steerer is not None else None
+        return text + (f"; best validation loss {best:.4g}" if best is not None else "")
+
+    def _on_step(self, progress: TrainProgress) -> bool:
+        """The trainer's callback (training thread): record, call extra callbacks, redraw now and then."""
+        self.history.append({"step": progress.step, "train_loss": progress.train_loss, "val_loss": progress.val_loss})
+        for callback in self.step_callbacks:
+            if callback(progress):
+                self._stop_requested = True
+        if progress.step % self.plot_every == 0 or progress.val_loss is not None:
+            self._draw_losses()
+            best = "" if progress.best_val_loss is None else f", best validation {progress.best_val_loss:.4g}"
+            self._set_status(f"training {self._run_name}: step {progress.step}/{self._run_steps}, "
+                             f"train loss {progress.train_loss:.4g}{best}")
+        return self._stop_requested
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def _set_status(self, text: str, kind: str = "info") -> None:
+        self.status.value = _status_html(text, kind)
+
+    def _reset_figure(self, name: str) -> None:
+        colour = method_color(name)
+        with self.figure.batch_update():
+            for trace in self.figure.data:
+                trace.x, trace.y = [], []
+            self.figure.data[0].line.color = colour
+            self.figure.data[1].marker.color = colour
+            self.figure.layout.title.text = f"{html.escape(name)}: training loss"
+
+    def _draw_losses(self) -> None:
+        """Copy ``history`` into the figure's two traces (one batched update)."""
+        rows = list(self.history)
+        val = [r for r in rows if r["val_loss"] is not None]
+        losses = [r["train_loss"] for r in rows] + [r["val_loss"] for r in val]
+        with self.figure.batch_update():
+            self.figure.data[0].x, self.figure.data[0].y = [r["step"] for r in rows], [r["train_loss"] for r in rows]
+            self.figure.data[1].x, self.figure.data[1].y = [r["step"] for r in val], [r["val_loss"] for r in val]
+            self.figure.layout.yaxis.type = "log" if losses and min(losses) > 0 else "linear"
+
+    def _show_results(self, new: str) -> None:
+        table = self.comparison.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
+        note = ("relative RMSE to the prompt-steered activations on the held-out triplets (1 = no better than "
+                "not steering, 0 = the prompt); each steerer at the triplets' soft labels, Const-DiM at 1")
+        self.results.value = f"<b>{html.escape(new)}</b> compared ({html.escape(note, quote=False)}):{table}"
+        _show_figure(self.results_plot, self.faithfulness_figure)
+
+    # -- comparison ----------------------------------------------------------------------------
+
+    def _compared(self, attribute: str) -> dict[str, Steerer]:
+        """``others`` trained for ``attribute`` (or for an unknown one), then the panel's own."""
+        data_name = self.data_for(attribute).attribute.name
+        out = {name: s for name, s in self.others.items() if s.info.attribute in (None, data_name, attribute)}
+        for name, steerer in self._trained[attribute].items():
+            out[f"{name} (panel)" if name in out else name] = steerer
+        return out
+
+    def compare(self, attribute: str | None = None, new: str | None = None) -> pd.DataFrame:
+        """Faithfulness (relative RMSE) and losses of every compared steerer, one row each.
+
+        Measured at the layer of ``new`` (a one-layer steerer) and the last layer; for an
+        all-layer ``new`` (or none), at every layer, tabled at a few spread layers, and drawn
+        with :func:`workbench.viz.plotting.faithfulness_curves` (``self.faithfulness_figure``).
+        Measurements are cached per steerer object; ``self.faithfulness`` gets the tidy table.
+        """
+        attribute = self.attribute.value if attribute is None else attribute
+        data = self.data_for(attribute)
+        steerers = self._compared(attribute)
+        if not steerers:
+            raise ValueError(f"nothing to compare for {attribute!r}: train a steerer or pass others=")
+        last = self.model.n_layers - 1
+        one_layer = new in steerers and len(steerers[new].layers) == 1
+        table_layers = sorted({steerers[new].layers[0], last}) if one_layer else shown_layers(self.model.n_layers, 4)
+        self.faithfulness = faith = self._measure(attribute, data, steerers)
+        self.faithfulness_figure = None if one_layer else faithfulness_curves(
+            faith, title=f"Faithfulness to the prompt ({html.escape(data.attribute.name)})")
+        rel = faith.pivot(index="method", columns="layer", values="rel_rmse")
+        rows = []
+        for name in [*steerers, *(["paraphrase"] if "paraphrase" in rel.index else [])]:
+            steerer = steerers.get(name)
+            history = next((h for (a, s), h in self._histories.items() if a == attribute and s is steerer), [])
+            best = None if steerer is None else steerer.info.history.get("best_val_loss")
+            rows.append({
+                "method": name,
+                "steers": "—" if steerer is None else _layers_text(steerer.layers),
+                "training": "—" if steerer is None else steerer.info.training,
+                **{f"relRMSE L{l}": float(rel.at[name, l]) for l in table_layers},
+                "final train loss": history[-1]["train_loss"] if history else float("nan"),
+                "best val loss": float("nan") if best is None else float(best),
+            })
+        return pd.DataFrame(rows)
+
+    def _measure(self, attribute: str, data: PreparedData, steerers: Mapping[str, Steerer]) -> pd.DataFrame:
+        """Tidy faithfulness rows of ``steerers`` (and the paraphrase) at every layer, cached."""
+        missing = {n: s for n, s in steerers.items() if self._faith_cache.get((attribute, n), (None,))[0] is not s}
+        para = data.paraphrase_pairs if (attribute, "paraphrase") not in self._faith_cache else None
+        if missing or para:
+            fresh = faithfulness(self.model, data.heldout_pairs,
+                                 faithfulness_strengths(missing, data.heldout_labels), paraphrase=para)
+            for name, rows in fresh.groupby("method", sort=False):
+                if name != "no steering":
+                    self._faith_cache[(attribute, name)] = (missing.get(name), rows.reset_index(drop=True))
+        keep = [*steerers, *(["paraphrase"] if (attribute, "paraphrase") in self._faith_cache else [])]
+        return pd.concat([self._faith_cache[(attribute, n)][1] for n in keep], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lambda explorer
+# ---------------------------------------------------------------------------------------------
+
+
+class LambdaExplorer(_Displayable):
+    """Per-token lambda of a steered answer beside per-token Delta_PS of the prompted answer.
+
+    Args:
+        model: the model the steerer was trained on (checked).
+        steerer: a trained :class:`~workbench.steering.Steerer`.
+        questions: the questions to choose from (non-empty strings).
+        instruction: the steering instruction of the prompt-steered side (``x'``).
+        alpha: the steering strength (slider 0..4 in steps of 0.25).
+        max_new_tokens: length of both (greedy) answers.
+        layers: layers to draw (default: the steerer's, or 4 spread ones for an all-layer one).
+        auto: re-generate as soon as the question or alpha changes (else on the Generate button).
+        delta_kind: ``"acc"`` (accumulated Delta_PS, default) or ``"loc"`` (what each layer adds).
+        placement: where the instruction goes (``"system"`` or ``"user"``).
+
+    Attributes: the widgets ``question``, ``alpha``, ``layers``, ``component`` (rank > 1),
+    ``auto``, ``generate_button``, ``status``, ``steered_text`` / ``steered_plot`` (answer (a)),
+    ``prompted_text`` / ``prompted_plot`` (answer (b)); after :meth:`refresh`: ``steered`` and
+    ``prompted`` (:class:`~workbench.core.generation.Generation`), ``pair`` (the prompted answer aligned),
+    ``lambda_table`` (every steerer layer and component), ``delta_table`` (every steerer layer),
+    ``figures`` (``{"lambda": Figure, "delta": Figure}``), ``widget``.
+    """
+
+    def __init__(self, model, steerer: Steerer, questions: Sequence[str], instruction: str, alpha: float = 1.0,
+                 max_new_tokens: int = 40, layers: Sequence[int] | None = None, *, auto: bool = False,
+                 delta_kind: str = "acc", placement: str = "system") -> None:
+        if not isinstance(steerer, Steerer):
+            raise ValueError(f"steerer must be a workbench.steering.Steerer, got {type(steerer).__name__}")
+        steerer.check_model(model)
+        if isinstance(questions, str):
+            raise ValueError(f"questions must be a list of strings, got the single string {questions!r}")
+        questions = list(questions)
+        if not questions:
+            raise ValueError("questions is empty: give at least one question")
+        bad = [q for q in questions if not isinstance(q, str) or not q.strip()]
+        if bad:
+            raise ValueError(f"question {bad[0]!r} is not a non-empty string")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+        alpha = check_alpha(alpha)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        if delta_kind not in ("acc", "loc"):
+            raise ValueError(f"delta_kind must be 'acc' or 'loc', got {delta_kind!r}")
+        default = shown_layers(steerer.layers, 4)
+        layers = default if layers is None else [int(l) for l in layers]
+        for layer in layers:
+            if layer not in steerer.layers:
+                raise ValueError(f"layer {layer} is not steered by {steerer.name}, which steers layers "
+                                 f"{list(steerer.layers)}")
+        if not layers:
+            raise ValueError("layers is empty: choose at least one of the steerer's layers")
+        self.model, self.steerer, self.instruction = model, steerer, instruction
+        self.max_new_tokens, self.delta_kind, self.placement = max_new_tokens, delta_kind, placement
+        self.config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0)
+
+        self.steered: Generation | None = None
+        self.prompted: Generation | None = None
+        self.pair: AlignedPair | None = None
+        self.lambda_table: pd.DataFrame | None = None
+        self.delta_table: pd.DataFrame | None = None
+        self.figures: dict[str, go.Figure] = {}
+        self._generated_alpha = alpha
+        self._prompted_cache: dict[str, tuple[Generation, AlignedPair, pd.DataFrame]] = {}
+
+        style = {"description_width": "70px"}
+        self.question = widgets.Dropdown(options=list(dict.fromkeys(questions)), description="question", style=style,
+                                         layout=widgets.Layout(width="520px"))
+        self.alpha = widgets.FloatSlider(value=alpha, min=min(0.0, alpha), max=max(4.0, alpha), step=0.25,
+                                         description="alpha", style=style, continuous_update=False)
+        self.layers = widgets.SelectMultiple(options=list(steerer.layers), value=tuple(sorted(set(layers))),
+                                             rows=min(6, len(steerer.layers)), description="layers", style=style)
+        self.component = widgets.Dropdown(options=list(range(steerer.rank)), value=0, description="component",
+                                          style=style, layout=widgets.Layout(
+                                              width="160px", display=None if steerer.rank > 1 else "none"))
+        self.auto = widgets.Checkbox(value=auto, description="re-generate on change", indent=False)
+        self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play")
+        self.status = widgets.HTML(_status_html("press Generate"))
+        self.steered_text, self.steered_plot = widgets.HTML(), widgets.Output()
+        self.prompted_text, self.prompted_plot = widgets.HTML(), widgets.Output()
+
+        self.question.observe(self._on_input, names="value")
+        self.alpha.observe(self._on_input, names="value")
+        self.layers.observe(self._on_view, names="value")
+        self.component.observe(self._on_view, names="value")
+        self.generate_button.on_click(lambda _: self._guarded(self.refresh))
+        self.widget = widgets.VBox([
+            self.question, widgets.HBox([self.alpha, self.component, self.auto, self.generate_button]),
+            self.layers, self.status, self.steered_text, self.steered_plot, self.prompted_text, self.prompted_plot,
+        ])
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def refresh(self) -> "LambdaExplorer":
+        """Generate (a) the steered answer and (b) the prompted one (cached per question) for the
+        current question and alpha, read lambda and Delta_PS, and redraw. Synchronous."""
+        question = self.question.value
+        alpha = check_alpha(self.alpha.value)
+        self._selected_layers()
+        self._set_status(f"generating at alpha {alpha:g} ...")
+        self.steered = generate_answers(self.model, [question], steerers=[(self.steerer, alpha)], config=self.config,
+                                        progress=False)[0]
+        self.lambda_table = generation_lambda_table(self.steered, self.model.tokenizer, layers=self.steerer.layers)
+        self._generated_alpha = alpha
+        self.prompted, self.pair, self.delta_table = self._prompted_side(question)
+        self._redraw()
+        self._set_status(f"alpha {alpha:g}: steered answer {len(self.steered.ids)} tokens, prompted answer "
+                         f"{len(self.prompted.ids)} tokens", "ok")
+        return self
+
+    def _prompted_side(self, question: str) -> tuple[Generation, AlignedPair, pd.DataFrame]:
+        """The prompt-steered answer, its aligned pair and its Delta_PS table (cached: no alpha in it)."""
+        if question not in self._prompted_cache:
+            answer = generate_answers(self.model, [question], instruction=self.instruction, config=self.config,
+                                      placement=self.placement, progress=False)[0]
+            pair = align(self.model.tokenizer, question, self.instruction, answer.ids, placement=self.placement,
+                         max_len=self.model.n_ctx)
+            table = pair_magnitudes(self.model, [pair], layers=list(self.steerer.layers), kind=self.delta_kind)
+            self._prompted_cache[question] = (answer, pair, table)
+        return self._prompted_cache[question]
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def _selected_layers(self) -> list[int]:
+        layers = sorted(self.layers.value)
+        if not layers:
+            raise ValueError("no layer selected: choose at least one of the steerer's layers")
+        return layers
+
+    def _redraw(self) -> None:
+        """Heat maps of the current tables at the selected layers (no model call)."""
+        if self.lambda_table is None or self.delta_table is None:
+            return
+        layers = self._selected_layers()
+        name = html.escape(self.steerer.name)
+        lam = self.lambda_table[self.lambda_table["component"] == self.component.value]
+        part = f", component {self.component.value}" if self.steerer.rank > 1 else ""
+        self.figures = {
+            "lambda": token_heatmap(lam, value="lambda", layers=layers, scale="linear",
+                                    title=f"(a) lambda of {name} at alpha {self._generated_alpha:g}{part}"),
+            "delta": token_heatmap(self.delta_table, value="norm", layers=layers, scale="log", per_layer=True,
+                                   title=f"(b) ||Delta_PS|| ({self.delta_kind}) of the prompted answer"),
+        }
+        self.steered_text.value = self._answer_html("steered", self.steered)
+        self.prompted_text.value = self._answer_html("prompted", self.prompted)
+        _show_figure(self.steered_plot, self.figures["lambda"])
+        _show_figure(self.prompted_plot, self.figures["delta"])
+
+    def _answer_html(self, which: str, answer: Generation) -> str:
+        if which == "steered":
+            head = f"(a) steered by {self.steerer.name} at alpha {self._generated_alpha:g}"
+        else:
+            head = f"(b) prompted with: {self.instruction}"
+        return f"<b>{html.escape(head)}</b><br><i>{html.escape(answer.text) or '(empty)'}</i>"
+
+    def _on_input(self, change) -> None:
+        if self.auto.value:
+            self._guarded(self.refresh)
+        elif self.steered is not None:
+            self._set_status("question or alpha changed: press Generate", "warning")
+
+    def _on_view(self, change) -> None:
+        self._guarded(self._redraw)
+
+    def _guarded(self, action: Callable[[], Any]) -> None:
+        """Run a widget callback; an error goes to the status line instead of the void."""
+        try:
+            action()
+        except Exception as err:  # noqa: BLE001 - shown to the user
+            self._set_status(f"error: {type(err).__name__}: {err}", "error")
+
+    def _set_status(self, text: str, kind: str = "info") -> None:
+        self.status.value = _status_html(text, kind)

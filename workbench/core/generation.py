@@ -1,0 +1,356 @@
+"""Batched generation through the bridge: left padding, attention masks, KV cache.
+
+The loop is written here rather than taken from ``TransformerBridge.generate`` so that hooks see
+exactly one new position per decode step (what a steerer acting "on every generated token"
+needs), so that sampling is seeded per row (the same row seed gives the same sample whatever the
+batch it lands in), and so that rows stop independently at end of turn.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import version
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+from workbench.core.chat import prompt_ids
+from workbench.core.fingerprint import sample_seed
+from workbench.core.models import LoadedModel
+from workbench.core.span import Span, prefill_span_mask
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to decode. ``temperature == 0`` is greedy; otherwise nucleus sampling with ``top_p``.
+
+    ``stop_at_end_of_turn=False`` generates exactly ``max_new_tokens`` per row (e.g. to time
+    methods on answers of equal length).
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    top_p: float = 0.95
+    stop_at_end_of_turn: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def stop_token_ids(tokenizer) -> set[int]:
+    """End-of-turn ids: the tokenizer's eos and, for ChatML, ``<|im_end|>``."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    return ids
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token id lists. Returns ``(ids [batch, len], attention_mask [batch, len])``."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        if len(prompt):
+            ids[row, width - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
+def new_kv_cache(model: LoadedModel):
+    """An empty Hugging Face KV cache for ``model``, filled in place by each forward it is given to."""
+    try:
+        return DynamicCache(config=model.bridge.original_model.config)
+    except TypeError:  # older transformers: no config argument
+        return DynamicCache()
+
+
+def _kv_argument(model: LoadedModel) -> str:
+    """The name under which the wrapped HF model takes its KV cache: ``cache`` (transformers >= 5.2x)
+    or ``past_key_values`` (before)."""
+    return _kv_argument_of(type(model.bridge.original_model))
+
+
+@lru_cache(maxsize=None)
+def _kv_argument_of(model_class: type) -> str:
+    # once per model class, not once per decode step
+    params = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def forward_with_cache(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                       cache) -> torch.Tensor:
+    """One forward through the bridge (hooks fire) that reads and extends ``cache`` in place.
+
+    We hold the cache object ourselves instead of taking it from the bridge's
+    ``return_type="logits_and_cache"``: with transformers >= 5.2x the output field is named
+    ``cache``, the bridge still reads ``past_key_values`` and returns None, and decoding would then
+    silently run without context. Returns ``logits [batch, len, vocab]``.
+    """
+    return model.bridge(ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                        return_type="logits", **{_kv_argument(model): cache})
+
+
+def _check_cache_filled(cache, length: int) -> None:
+    """Fail loudly when the model did not write its KV cache: decoding would ignore the prompt."""
+    if cache.get_seq_length() != length:
+        raise RuntimeError(
+            f"the KV cache holds {cache.get_seq_length()} positions after a {length}-token prefill: this "
+            f"transformers ({version('transformers')}) and transformer-lens ({version('transformer-lens')}) do not "
+            "agree on the cache argument, and generation would ignore the prompt. Install the versions "
+            "pyproject.toml names (transformers<5.24 with transformer-lens 4.3)."
+        )
+
+
+def _next_tokens(logits: torch.Tensor, config: SamplingConfig, generators: list[torch.Generator] | None) -> torch.Tensor:
+    """Pick one token per row from ``logits [batch, vocab]``."""
+    if config.temperature == 0 or generators is None:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / config.temperature, dim=-1)
+    if config.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > config.top_p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    probs = probs.cpu()
+    return torch.stack([torch.multinomial(probs[row], 1, generator=g)[0] for row, g in enumerate(generators)]).to(logits.device)
+
+
+@torch.no_grad()
+def generate_batch(
+    model: LoadedModel,
+    prompts: Sequence[Sequence[int]],
+    config: SamplingConfig = SamplingConfig(),
+    row_seeds: Sequence[int] | None = None,
+    steerers: Sequence[tuple] = (),
+    header_lens: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """Generate continuations of one batch of prompts (token id lists).
+
+    Returns, per prompt, the generated ids up to and including the first end-of-turn token (or
+    ``max_new_tokens`` ids when none came). Rows are seeded by ``row_seeds`` when sampling.
+
+    Args:
+        steerers: ``(steerer, alpha)`` pairs applied on the steered span: the assistant header
+            at prefill (the last ``header_lens[i]`` prompt positions of row i) and every
+            generated token (one position per decode step, with the KV cache).
+        header_lens: the assistant header length of each prompt (from
+            :func:`workbench.core.chat.prompt_ids`); required with steerers.
+    """
+    return _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record=False)[0]
+
+
+def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record: bool):
+    """:func:`generate_batch`, also returning per-row lambdas when ``record`` (see :class:`_LambdaRecorder`)."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt must hold at least one token")
+    longest = max(len(p) for p in prompts) + config.max_new_tokens
+    if longest > model.n_ctx:
+        raise ValueError(f"prompt plus max_new_tokens ({longest}) exceeds the model's context length {model.n_ctx}")
+    sampling = config.temperature > 0
+    if sampling and (row_seeds is None or len(row_seeds) != len(prompts)):
+        raise ValueError("sampling needs one seed per prompt (row_seeds)")
+    if steerers and (header_lens is None or len(header_lens) != len(prompts)):
+        raise ValueError("steering needs header_lens: the assistant header length of each prompt")
+    generators = None
+    if sampling:
+        generators = [torch.Generator().manual_seed(int(s)) for s in row_seeds]
+    pad_id = model.tokenizer.pad_token_id
+    device = model.device
+    ids, mask = left_pad(prompts, pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    recorder = _LambdaRecorder(model, [s for s, _ in steerers]) if record and steerers else None
+    with ExitStack() as stack:
+        span = None
+        if recorder is not None:
+            stack.enter_context(recorder.hooks())  # first, so readers see each layer before steering
+        if steerers:
+            span = Span()
+            for steerer, alpha in steerers:
+                stack.enter_context(steerer.apply(model, alpha, span))
+            span.mask = prefill_span_mask(mask, list(header_lens)).to(device)
+        cache = new_kv_cache(model)
+        logits = forward_with_cache(model, ids, mask, positions, cache)
+        _check_cache_filled(cache, ids.shape[1])
+        if span is not None:
+            span.mask = None  # decode steps: every generated token is in the steered span
+        out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts),
+                      feed_last=recorder is not None)
+    lambdas = recorder.per_row(header_lens, [len(o) for o in out]) if recorder is not None else None
+    return out, lambdas
+
+
+class _LambdaRecorder:
+    """Reads each steerer's per-token lambda at its layers during generation.
+
+    Every forward (prefill, then one per decode step) appends ``[batch, seq, rank]`` per steerer
+    and layer; :meth:`per_row` keeps, for each row, the assistant header positions of the
+    prefill and one position per generated token.
+    """
+
+    def __init__(self, model: LoadedModel, steerers: Sequence) -> None:
+        self.model, self.steerers = model, list(steerers)
+        self.records: dict[tuple[int, int], list[torch.Tensor]] = {
+            (i, l): [] for i, s in enumerate(self.steerers) for l in s.layers}
+
+    @contextmanager
+    def hooks(self):
+        def reader(index: int, layer: int):
+            def hook(resid, hook=None):
+                self.records[(index, layer)].append(self.steerers[index].lambdas_from_acts(layer, resid.float()).detach().cpu())
+                return resid
+
+            return hook
+
+        with self.model.bridge.hooks(fwd_hooks=[(self.model.resid_hook(l), reader(i, l)) for i, l in self.records]):
+            yield
+
+    def per_row(self, header_lens: Sequence[int], n_generated: Sequence[int]) -> list[tuple[torch.Tensor, ...]]:
+        """Per row, per steerer: ``[n_layers, header_len + n_generated, rank]``."""
+        rows = []
+        for row, (h, n) in enumerate(zip(header_lens, n_generated)):
+            per_steerer = []
+            for i, steerer in enumerate(self.steerers):
+                layers = []
+                for l in steerer.layers:
+                    steps = self.records[(i, l)]
+                    header = steps[0][row, -h:]
+                    generated = [step[row, -1] for step in steps[1 : 1 + n]]
+                    layers.append(torch.cat([header, torch.stack(generated)]) if generated else header)
+                per_steerer.append(torch.stack(layers))
+            rows.append(tuple(per_steerer))
+        return rows
+
+
+def _decode(model, logits, cache, mask, positions, config, generators, n_rows, feed_last: bool = False) -> list[list[int]]:
+    """The decode loop after prefill: one new token per row per step, KV cache reused.
+
+    ``feed_last``: run the final tokens through the model too (their logits are unused), so that
+    hooks see every generated token, e.g. to read lambda on it.
+    """
+    stops = stop_token_ids(model.tokenizer) if config.stop_at_end_of_turn else set()
+    pad_id = model.tokenizer.pad_token_id
+    out: list[list[int]] = [[] for _ in range(n_rows)]
+    done = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
+    next_pos = positions[:, -1:] + 1
+    for step in range(config.max_new_tokens):
+        token = _next_tokens(logits[:, -1, :], config, generators)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        for row in torch.nonzero(~done).flatten().tolist():
+            out[row].append(int(token[row]))
+            if int(token[row]) in stops:
+                done[row] = True
+        if (bool(done.all()) or step == config.max_new_tokens - 1) and not feed_last:
+            break
+        # Finished rows keep decoding padding (their output is ignored) so the batch stays rectangular.
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        logits = forward_with_cache(model, token[:, None], mask, next_pos, cache)
+        next_pos = next_pos + 1
+        if bool(done.all()):
+            break
+    return out
+
+
+def generate(
+    model: LoadedModel,
+    prompts: Sequence[Sequence[int]],
+    config: SamplingConfig = SamplingConfig(),
+    row_seeds: Sequence[int] | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    steerers: Sequence[tuple] = (),
+    header_lens: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """:func:`generate_batch` over many prompts, in batches, with a progress bar.
+
+    Prompts are batched in order of length so that padding stays small; results come back in
+    the order given.
+    """
+    return _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record=False)[0]
+
+
+def _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record: bool):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list = [None] * len(prompts)
+    lambdas: list = [None] * len(prompts)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for batch in tqdm(batches, desc="generating", disable=not progress, leave=False):
+        seeds = [row_seeds[i] for i in batch] if row_seeds is not None else None
+        heads = [header_lens[i] for i in batch] if header_lens is not None else None
+        ids, lams = _generate_batch(model, [prompts[i] for i in batch], config, seeds, steerers, heads, record)
+        for k, i in enumerate(batch):
+            results[i] = ids[k]
+            lambdas[i] = lams[k] if lams is not None else None
+    return results, lambdas
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer.
+
+    Attributes:
+        ids: generated token ids, with the end-of-turn token when one came.
+        text: the decoded answer (special tokens dropped, stripped).
+        header_len: length of the assistant header, the first positions of the steered span.
+        lambdas: with steerers, one ``[n_layers, header_len + len(ids), rank]`` tensor per
+            steerer: the per-token lambda read at each of its layers on the header and on every
+            generated token (what a heat map of the answer draws); ``None`` without steerers.
+    """
+
+    question: str
+    instruction: str | None
+    ids: list[int]
+    text: str
+    header_len: int
+    lambdas: tuple[torch.Tensor, ...] | None = None
+
+
+def answer_seed(seed: int, question: str) -> int:
+    """The sampling seed of a question's answer: the same for every method and strength, so that
+    comparisons across ``alpha`` use common random numbers."""
+    return sample_seed(seed, question, "<answer>", 0)
+
+
+def generate_answers(
+    model: LoadedModel,
+    questions: Sequence[str],
+    *,
+    instruction: str | None = None,
+    steerers: Sequence[tuple] = (),
+    config: SamplingConfig = SamplingConfig(),
+    seed: int = 0,
+    placement: str = "system",
+    batch_size: int = 16,
+    record_lambdas: bool = True,
+    progress: bool = True,
+) -> list[Generation]:
+    """Answer ``questions`` (optionally with ``instruction`` and ``(steerer, alpha)`` pairs).
+
+    The user-level entry point: builds the chat prompts, generates in batches (seeded per
+    question with :func:`answer_seed`, or greedy when ``config.temperature == 0``), decodes, and
+    with steerers returns per-token lambda (``record_lambdas``).
+    """
+    if not questions:
+        raise ValueError("no questions to answer")
+    built = [prompt_ids(model.tokenizer, q, instruction, placement) for q in questions]
+    seeds = [answer_seed(seed, q) for q in questions]
+    ids, lambdas = _generate(model, [p for p, _ in built], config, seeds, batch_size, progress, list(steerers),
+                             [h for _, h in built], record=record_lambdas and bool(steerers))
+    return [
+        Generation(q, instruction, out, model.tokenizer.decode(out, skip_special_tokens=True).strip(), h, lam)
+        for q, (_, h), out, lam in zip(questions, built, ids, lambdas)
+    ]

@@ -1,0 +1,224 @@
+"""Prompt-steered triplets ``(x, x', y')``: sampled, judged, stored, resumable.
+
+For an attribute and a split, every question is paired with one of the attribute's instructions
+(rotating through them), ``y'`` is sampled from ``x'`` in batches, and both judges score it. All
+samples are stored, with a ``kept`` flag for the successful coherent ones (both judges >= the
+threshold, 50 by default): their attribute scores become the soft labels ``alpha`` of training.
+
+The table (``triplets.parquet``, one row per sample) holds everything needed to rebuild the run:
+questions, instructions, placement, prompt and response token ids, scores, seeds and model id.
+Each sample has its own seed derived from (seed, question, instruction, sample index), so a
+re-run resumes where it stopped and draws the same samples whatever the batching.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from workbench.core.chat import PLACEMENTS, AlignedPair, align, prompt_ids
+from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.fingerprint import sample_seed
+from workbench.core.generation import SamplingConfig, generate
+from workbench.core.likelihood import logprob_fn
+from workbench.core.models import LoadedModel
+from workbench.data.attributes import Attribute, load_attribute
+from workbench.judges.offline import CoherenceJudge, success
+
+TRIPLETS_FORMAT_VERSION = 1
+TABLE_NAME = "triplets.parquet"
+META_NAME = "triplets.json"
+
+
+@dataclass(frozen=True)
+class TripletConfig:
+    """What to sample. ``n_questions=None`` takes the whole split."""
+
+    split: str = "train"
+    n_questions: int | None = None
+    samples_per_question: int = 1
+    placement: str = "system"
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    batch_size: int = 16
+    threshold: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"unknown instruction placement {self.placement!r}; expected one of {PLACEMENTS}")
+        if self.n_questions is not None and self.n_questions < 1:
+            raise ValueError(f"n_questions must be >= 1 or None, got {self.n_questions}")
+        if self.samples_per_question < 1:
+            raise ValueError(f"samples_per_question must be >= 1, got {self.samples_per_question}")
+        if not 0 <= self.threshold <= 100:
+            raise ValueError(f"threshold must be within 0-100, got {self.threshold}")
+        SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)
+
+
+@dataclass
+class TripletSet:
+    """The triplets of one run: a table with one row per sample, and the run's metadata."""
+
+    table: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def kept(self) -> pd.DataFrame:
+        """The successful, coherent samples (the training data)."""
+        return self.table[self.table["kept"]].reset_index(drop=True)
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.table["kept"].mean()) if len(self.table) else float("nan")
+
+    def pairs(self, tokenizer, only_kept: bool = True) -> list[AlignedPair]:
+        """Aligned base / prompt-steered token sequences, one per (kept) row."""
+        rows = self.kept if only_kept else self.table
+        return [
+            align(tokenizer, r.question, r.instruction, list(r.response_ids), placement=r.placement)
+            for r in rows.itertuples()
+        ]
+
+    def to_dataset(self):
+        """The table as a Hugging Face ``datasets.Dataset``."""
+        import datasets  # optional heavy dependency: imported only when this runs
+
+        return datasets.Dataset.from_pandas(self.table, preserve_index=False)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TripletSet":
+        directory = Path(directory)
+        meta_path = directory / META_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{directory} holds no triplets ({META_NAME} is missing)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != TRIPLETS_FORMAT_VERSION:
+            raise ValueError(f"{meta_path} is triplet format {meta.get('format_version')!r}, expected {TRIPLETS_FORMAT_VERSION}")
+        table_path = directory / TABLE_NAME
+        table = pd.read_parquet(table_path) if table_path.exists() else _empty_table()
+        return cls(table, meta)
+
+
+_COLUMNS = [
+    "attribute", "split", "question_index", "question", "instruction_index", "instruction", "placement",
+    "sample_index", "seed", "sample_seed", "model_id", "base_prompt_ids", "steered_prompt_ids", "header_len",
+    "response_ids", "response", "attr_score", "attr_reason", "coh_score", "coh_reason", "kept", "soft_label",
+]
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame({c: [] for c in _COLUMNS})
+
+
+def _save_table(table: pd.DataFrame, path: Path) -> None:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def build_triplets(
+    model: LoadedModel,
+    attribute: str | Attribute,
+    directory: str | Path,
+    config: TripletConfig = TripletConfig(),
+    *,
+    coherence: CoherenceJudge | None = None,
+    progress: bool = True,
+) -> TripletSet:
+    """Sample, judge and store prompt-steered triplets; resume an interrupted run.
+
+    Args:
+        attribute: a bundled attribute name or an :class:`Attribute` (e.g. from ``make_attribute``).
+        directory: where ``triplets.parquet`` and ``triplets.json`` go.
+        coherence: the coherence judge (default: heuristics blended with the response's
+            likelihood under ``model``).
+    """
+    attribute = load_attribute(attribute)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format_version": TRIPLETS_FORMAT_VERSION,
+        "attribute": attribute.name,
+        "model_id": model.model_id,
+        "config": asdict(config),
+    }
+    existing = _empty_table()
+    if (directory / META_NAME).exists():
+        previous = TripletSet.load(directory)
+        for key in ("attribute", "model_id", "config"):
+            if previous.meta.get(key) != meta[key]:
+                raise ValueError(
+                    f"{directory} holds triplets of another run ({key}: {previous.meta.get(key)!r} "
+                    f"there, {meta[key]!r} here); use another directory"
+                )
+        existing = previous.table
+    atomic_write_json(directory / META_NAME, meta)
+    coherence = coherence or CoherenceJudge(logprob_fn=logprob_fn(model))
+
+    questions = attribute.questions(config.split)
+    if config.n_questions is not None:
+        questions = questions[: config.n_questions]
+    work = []
+    for qi, question in enumerate(questions):
+        for s in range(config.samples_per_question):
+            ii = (qi + s) % len(attribute.instructions)
+            work.append((qi, question, ii, attribute.instructions[ii], s))
+    done = set(zip(existing["question"], existing["instruction"], existing["sample_index"]))
+    todo = [w for w in work if (w[1], w[3], w[4]) not in done]
+
+    rows = existing.to_dict("records")
+    batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+    for batch in tqdm(batches, desc=f"triplets ({attribute.name})", disable=not progress):
+        base_prompts = [prompt_ids(model.tokenizer, q, None, config.placement) for _, q, _, _, _ in batch]
+        steered_prompts = [prompt_ids(model.tokenizer, q, ins, config.placement) for _, q, _, ins, _ in batch]
+        seeds = [sample_seed(config.seed, q, ins, s) for _, q, _, ins, s in batch]
+        responses = generate(model, [p for p, _ in steered_prompts], config.sampling, row_seeds=seeds,
+                             batch_size=config.batch_size, progress=False)
+        texts = [model.tokenizer.decode(r, skip_special_tokens=True).strip() for r in responses]
+        qs = [w[1] for w in batch]
+        attr_scores = attribute.judge.score_batch(qs, texts)
+        coh_scores = coherence.score_batch(qs, texts)
+        for (qi, q, ii, ins, s), (bp, header_len), (sp, _), seed, ids, text, a, c in zip(
+            batch, base_prompts, steered_prompts, seeds, responses, texts, attr_scores, coh_scores
+        ):
+            kept = success(a, c, config.threshold) and len(text) > 0
+            rows.append({
+                "attribute": attribute.name, "split": config.split, "question_index": qi, "question": q,
+                "instruction_index": ii, "instruction": ins, "placement": config.placement,
+                "sample_index": s, "seed": config.seed, "sample_seed": seed, "model_id": model.model_id,
+                "base_prompt_ids": bp, "steered_prompt_ids": sp, "header_len": header_len,
+                "response_ids": ids, "response": text,
+                "attr_score": a.value, "attr_reason": a.reason, "coh_score": c.value, "coh_reason": c.reason,
+                "kept": bool(kept), "soft_label": (a.value / 100.0) if a.value is not None else None,
+            })
+        table = pd.DataFrame(rows, columns=_COLUMNS)
+        _save_table(table, directory / TABLE_NAME)
+    table = pd.DataFrame(rows, columns=_COLUMNS)
+    order = {(w[1], w[3], w[4]): i for i, w in enumerate(work)}
+    keys = zip(table["question"], table["instruction"], table["sample_index"])
+    table = table.assign(_order=[order.get(k, -1) for k in keys])
+    table = table[table["_order"] >= 0].sort_values("_order").drop(columns="_order")
+    return TripletSet(table.reset_index(drop=True), meta)
+
+
+def summarize(triplets: TripletSet) -> dict:
+    """Summary numbers of a run: samples, kept, success rate, mean scores."""
+    t = triplets.table
+    return {
+        "samples": int(len(t)),
+        "kept": int(t["kept"].sum()) if len(t) else 0,
+        "success_rate": triplets.success_rate,
+        "attr_mean": float(pd.to_numeric(t["attr_score"]).mean()) if len(t) else float("nan"),
+        "coh_mean": float(pd.to_numeric(t["coh_score"]).mean()) if len(t) else float("nan"),
+    }

@@ -1,0 +1,409 @@
+"""Steering at equal coherence: every method compared where its text is equally coherent.
+
+A steering method has a strength knob ``alpha``: more steering raises the attribute and, past some
+point, breaks the text. Comparing methods at one fixed ``alpha`` says little, so (DESIGN.md
+section 5), for each method with a knob:
+
+1. on the validation questions, :func:`workbench.evaluation.strength.find_alpha` finds the strongest
+   ``alpha`` whose mean coherence is within a tolerance of the target (80 by default), and the
+   one matching the prompt's own mean coherence ``C_p``;
+2. on the held-out test questions, the attribute score at those strengths is ``TA@C80`` and
+   ``TA@Cp``, with bootstrap confidence intervals.
+
+Methods without a knob (no steering, the prompt) are measured once on the test questions and
+appear under both targets. Answers are sampled with one seed per question shared by every
+method and strength (common random numbers), so differences between methods are not sampling
+noise between runs; every evaluation is kept (``Comparison.sweep`` and ``.samples``), which is
+what the attribute-vs-coherence curves draw.
+
+Judges are the offline ones by default (the attribute's own judge and the coherence proxy
+blended with the model's log-likelihood); pass :mod:`workbench.judges.llm_judge` judges to use an LLM.
+A judge that cannot score a response returns ``None``; such responses are left out of the means
+and counted in ``n_missing``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.generation import SamplingConfig, generate_answers
+from workbench.core.likelihood import logprob_fn
+from workbench.core.models import LoadedModel
+from workbench.data.attributes import Attribute, load_attribute
+from workbench.evaluation.strength import SearchResult, bootstrap_ci, find_alpha
+from workbench.judges.offline import CoherenceJudge, Judge
+from workbench.steering import layers_label
+
+RESULT_COLUMNS = [
+    "method", "target", "target_coherence", "layers", "alpha", "reached", "attribute", "attribute_lo",
+    "attribute_hi", "coherence", "coherence_lo", "coherence_hi", "n", "n_missing", "seed", "note",
+]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to steer: a steerer (with the strength knob), the attribute instruction, or both."""
+
+    name: str
+    steerer: object | None = None
+    prompt: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("a method needs a non-empty name")
+
+    @property
+    def has_knob(self) -> bool:
+        return self.steerer is not None
+
+    @property
+    def layers(self) -> str:
+        """Where it acts: ``""`` (no steerer), ``"15"``, or ``"0-29"`` / ``"3,7"``."""
+        return "" if self.steerer is None else layers_label(self.steerer.layers)
+
+
+def standard_methods(steerers: Mapping[str, object], plus_prompt: str | None = None) -> list[Method]:
+    """No steering, the prompt, each steerer alone, and (optionally) one steerer on top of the prompt.
+
+    Args:
+        steerers: ``{name: steerer}``, e.g. ``{"Const-DiM": ..., "S-PSR": ..., "A-PSR": ...}``.
+        plus_prompt: the name of the steerer to stack on the prompt as ``"PSR + prompt"``.
+    """
+    if plus_prompt is not None and plus_prompt not in steerers:
+        raise ValueError(f"plus_prompt {plus_prompt!r} is not one of the steerers {list(steerers)}")
+    methods = [Method("no steering"), Method("prompt", prompt=True)]
+    methods += [Method(name, steerer) for name, steerer in steerers.items()]
+    if plus_prompt is not None:
+        methods.append(Method("PSR + prompt", steerers[plus_prompt], prompt=True))
+    return methods
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Sizes, sampling and search settings of a comparison.
+
+    ``n_validation`` / ``n_test``: how many questions of each split (``None``: all).
+    ``targets``: coherence targets; ``"prompt"`` stands for the prompt's own coherence ``C_p``.
+    ``instruction``: which of the attribute's instructions the prompt methods use.
+    """
+
+    n_validation: int | None = 12
+    n_test: int | None = 18
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    targets: tuple = (80.0, "prompt")
+    tol: float = 3.0
+    max_steps: int = 8
+    alpha_start: float = 1.0
+    alpha_max: float = 32.0
+    instruction: int = 0
+    batch_size: int = 18
+    n_boot: int = 2000
+
+    def __post_init__(self) -> None:
+        for name in ("n_validation", "n_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        for target in self.targets:
+            if target != "prompt" and not (isinstance(target, (int, float)) and 0 <= target <= 100):
+                raise ValueError(f"a coherence target is a number in 0-100 or 'prompt', got {target!r}")
+        if not self.targets:
+            raise ValueError("give at least one coherence target")
+        SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)  # validates
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)
+
+
+def target_label(target) -> str:
+    """``80.0 -> "C80"``, ``"prompt" -> "Cp"``."""
+    return "Cp" if target == "prompt" else f"C{target:g}"
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_methods` measured.
+
+    Attributes:
+        results: the TA@C table, one row per method and target (columns :data:`RESULT_COLUMNS`).
+        sweep: one row per evaluation: ``method, split, alpha, attribute, coherence, n, n_missing``.
+        samples: one row per answer: ``method, split, alpha, question, response, attribute,
+            coherence, attribute_reason, coherence_reason``.
+        searches: ``{(method, target label): SearchResult}`` with each search's trace.
+        meta: model, attribute, judges, configuration, prompt coherence.
+    """
+
+    results: pd.DataFrame
+    sweep: pd.DataFrame
+    samples: pd.DataFrame
+    searches: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def table(self, target: str | None = None) -> pd.DataFrame:
+        """The results as ``method, layers, alpha, attribute [lo, hi], coherence`` for reading."""
+        rows = self.results if target is None else self.results[self.results["target"] == target]
+        return rows[["method", "target", "layers", "alpha", "attribute", "attribute_lo", "attribute_hi",
+                     "coherence", "reached"]].reset_index(drop=True)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``results.csv``, ``sweep.csv``, ``samples.csv`` and ``comparison.json`` (atomically)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, frame in (("results", self.results), ("sweep", self.sweep), ("samples", self.samples)):
+            atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+        searches = {f"{m} @ {t}": {**asdict(r), "trace": [list(p) for p in r.trace]} for (m, t), r in self.searches.items()}
+        atomic_write_json(out / "comparison.json", {"meta": self.meta, "searches": searches})
+        return out
+
+
+EVAL_CACHE_VERSION = 1
+
+
+def _judge_name(judge) -> str:
+    """A judge's name, with what changes its scores: the LLM behind it, or the likelihood blend."""
+    name = str(getattr(judge, "name", type(judge).__name__))
+    config = getattr(judge, "config", None)
+    if getattr(config, "model", None):
+        name += f"@{config.base_url}/{config.model}"
+    if getattr(judge, "logprob_fn", None) is not None:
+        name += f"+logprob(w={judge.logprob_weight:g})"
+    return name
+
+
+def steerer_fingerprint(steerer) -> str:
+    """A short hash of a steerer's parameters and description (what its answers depend on)."""
+    digest = hashlib.sha256(json.dumps([steerer.info.method, steerer.info.scope, list(steerer.layers)]).encode())
+    for name, tensor in sorted(steerer.params().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else math.nan
+
+
+class Evaluator:
+    """Generates and judges answers for methods at strengths, remembering every evaluation.
+
+    ``evaluate(method, alpha, split)`` is cached by ``(method name, alpha, split)``, so the two
+    searches of a method (C80 and Cp) share their evaluations, and a notebook can call it freely.
+    """
+
+    def __init__(self, model: LoadedModel, attribute: Attribute | str, config: EvalConfig = EvalConfig(), *,
+                 attribute_judge: Judge | None = None, coherence_judge: Judge | None = None,
+                 cache_dir: str | Path | None = None) -> None:
+        self.model = model
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.attribute = load_attribute(attribute)
+        self.config = config
+        if not 0 <= config.instruction < len(self.attribute.instructions):
+            raise ValueError(f"instruction index {config.instruction} is out of range: attribute "
+                             f"{self.attribute.name!r} has {len(self.attribute.instructions)} instructions")
+        self.attribute_judge = attribute_judge or self.attribute.judge
+        self.coherence_judge = coherence_judge or CoherenceJudge(logprob_fn=logprob_fn(model))
+        self.questions = {
+            "validation": self._questions("validation", config.n_validation),
+            "test": self._questions("test", config.n_test),
+        }
+        self._cache: dict[tuple[str, float, str], pd.DataFrame] = {}  # by (method name, alpha, split)
+        self._runs: dict[tuple, pd.DataFrame] = {}  # the generations behind them, shared where identical
+        self._names: dict[str, Method] = {}
+
+    def _questions(self, split: str, n: int | None) -> tuple[str, ...]:
+        questions = self.attribute.questions(split)
+        if not questions:
+            raise ValueError(f"attribute {self.attribute.name!r} has no {split} questions")
+        return questions if n is None else questions[:n]
+
+    @property
+    def instruction(self) -> str:
+        return self.attribute.instructions[self.config.instruction]
+
+    def evaluate(self, method: Method, alpha: float, split: str) -> pd.DataFrame:
+        """Answers and judge scores for ``method`` at ``alpha`` on ``split`` (one row per question)."""
+        if split not in self.questions:
+            raise ValueError(f"unknown split {split!r}; expected 'validation' or 'test'")
+        seen = self._names.setdefault(method.name, method)
+        if seen is not method and (seen.steerer is not method.steerer or seen.prompt != method.prompt):
+            raise ValueError(f"two different methods are both called {method.name!r}")
+        alpha = float(alpha) if method.has_knob else 0.0
+        key = (method.name, alpha, split)
+        if key not in self._cache:
+            if method.has_knob and alpha != 0:
+                frame = self._load_or_run(method, alpha, split)
+            else:  # no steerer acting (alpha 0 is exactly the unsteered model): one run shared by every method
+                frame = self._load_or_run(Method("prompt" if method.prompt else "no steering", prompt=method.prompt),
+                                          0.0, split)
+            self._cache[key] = frame.assign(method=method.name, alpha=alpha)
+        return self._cache[key]
+
+    def _load_or_run(self, method: Method, alpha: float, split: str) -> pd.DataFrame:
+        key = (method.name, method.prompt, alpha, split)
+        if key not in self._runs:
+            path = self._disk_path(method, alpha, split)
+            if path is not None and path.is_file():
+                self._runs[key] = pd.read_parquet(path)
+            else:
+                self._runs[key] = self._run(method, alpha, split)
+                if path is not None:
+                    buffer = io.BytesIO()
+                    self._runs[key].to_parquet(buffer, index=False)
+                    atomic_write_bytes(path, buffer.getvalue())
+        return self._runs[key]
+
+    def _disk_path(self, method: Method, alpha: float, split: str) -> Path | None:
+        """Where an evaluation is kept on disk: named by everything that determines its answers
+        and scores (model, attribute, steerer parameters, prompt, alpha, questions, sampling, judges)."""
+        if self.cache_dir is None:
+            return None
+        c = self.config
+        key = json.dumps([
+            EVAL_CACHE_VERSION, self.model.model_id, self.attribute.name, method.name, method.prompt,
+            steerer_fingerprint(method.steerer) if method.steerer is not None else None, alpha, split,
+            list(self.questions[split]), self.instruction if method.prompt else None,
+            [c.max_new_tokens, c.temperature, c.top_p, c.seed],
+            _judge_name(self.attribute_judge), _judge_name(self.coherence_judge),
+        ])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        return self.cache_dir / f"{digest}.parquet"
+
+    def _run(self, method: Method, alpha: float, split: str) -> pd.DataFrame:
+        questions = list(self.questions[split])
+        steerers = [(method.steerer, alpha)] if method.has_knob and alpha != 0 else []
+        answers = generate_answers(
+            self.model, questions, instruction=self.instruction if method.prompt else None, steerers=steerers,
+            config=self.config.sampling, seed=self.config.seed, batch_size=self.config.batch_size,
+            record_lambdas=False, progress=False,
+        )
+        texts = [a.text for a in answers]
+        attr = self.attribute_judge.score_batch(questions, texts)
+        coh = self.coherence_judge.score_batch(questions, texts)
+        return pd.DataFrame({
+            "method": method.name, "split": split, "alpha": alpha, "question": questions, "response": texts,
+            "attribute": [s.value for s in attr], "coherence": [s.value for s in coh],
+            "attribute_reason": [s.reason for s in attr], "coherence_reason": [s.reason for s in coh],
+        })
+
+    def mean_coherence(self, method: Method, alpha: float, split: str = "validation") -> float:
+        values = self.evaluate(method, alpha, split)["coherence"].tolist()
+        mean = _mean(values)
+        if math.isnan(mean):
+            reasons = set(self.evaluate(method, alpha, split)["coherence_reason"])
+            raise ValueError(f"the coherence judge scored none of the {len(values)} answers of {method.name!r} at "
+                             f"alpha={alpha}: {sorted(reasons)[:3]}")
+        return mean
+
+    def search(self, method: Method, target: float) -> SearchResult:
+        """The strongest ``alpha`` with validation coherence within ``tol`` of ``target``."""
+        if not method.has_knob:
+            raise ValueError(f"{method.name!r} has no strength to search (no steerer)")
+        c = self.config
+        return find_alpha(lambda a: self.mean_coherence(method, a), target, alpha_start=c.alpha_start,
+                          alpha_max=c.alpha_max, tol=c.tol, max_steps=c.max_steps)
+
+    def summary_row(self, method: Method, alpha: float, split: str = "test") -> dict:
+        """Means and bootstrap CIs of the attribute and coherence scores of one evaluation."""
+        frame = self.evaluate(method, alpha, split)
+        row = {"n": len(frame)}
+        missing = 0
+        for column in ("attribute", "coherence"):
+            values = [v for v in frame[column].tolist() if v is not None and not math.isnan(v)]
+            missing = max(missing, len(frame) - len(values))
+            lo, hi = bootstrap_ci(values, self.config.n_boot, seed=self.config.seed) if values else (math.nan, math.nan)
+            row.update({column: _mean(values), f"{column}_lo": lo, f"{column}_hi": hi})
+        row["n_missing"] = missing
+        return row
+
+    def sweep(self) -> pd.DataFrame:
+        """Every evaluation made so far, one row each (means over its questions)."""
+        rows = []
+        for (name, alpha, split), frame in self._cache.items():
+            rows.append({"method": name, "split": split, "alpha": alpha, "attribute": _mean(frame["attribute"].tolist()),
+                         "coherence": _mean(frame["coherence"].tolist()), "n": len(frame),
+                         "n_missing": int(frame["attribute"].isna().sum())})
+        return pd.DataFrame(rows, columns=["method", "split", "alpha", "attribute", "coherence", "n", "n_missing"])
+
+    def samples(self) -> pd.DataFrame:
+        return pd.concat(list(self._cache.values()), ignore_index=True) if self._cache else pd.DataFrame()
+
+
+def compare_methods(
+    model: LoadedModel,
+    attribute: Attribute | str,
+    methods: Sequence[Method] | Mapping[str, object],
+    config: EvalConfig = EvalConfig(),
+    *,
+    attribute_judge: Judge | None = None,
+    coherence_judge: Judge | None = None,
+    plus_prompt: str | None = None,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Comparison:
+    """TA@C80 and TA@Cp of every method, in one call.
+
+    Args:
+        methods: :class:`Method` objects, or ``{name: steerer}`` (then :func:`standard_methods`
+            adds no steering, the prompt and, with ``plus_prompt``, that steerer on the prompt).
+        attribute_judge, coherence_judge: default to the offline judges; any
+            :class:`workbench.judges.offline.Judge` (e.g. :class:`workbench.judges.llm_judge.ScoreJudge`) works.
+        cache_dir: keep every evaluation (answers and scores) there, so that a rerun, or a
+            notebook after the demo, judges nothing twice.
+    Returns:
+        A :class:`Comparison`; ``.results`` is the tidy table.
+    """
+    if isinstance(methods, Mapping):
+        methods = standard_methods(methods, plus_prompt=plus_prompt)
+    methods = list(methods)
+    if not methods:
+        raise ValueError("no methods to compare")
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names must be distinct, got {names}")
+    evaluator = Evaluator(model, attribute, config, attribute_judge=attribute_judge,
+                          coherence_judge=coherence_judge, cache_dir=cache_dir)
+    targets = {}
+    for target in config.targets:
+        if target == "prompt":
+            targets["Cp"] = evaluator.mean_coherence(Method("prompt", prompt=True) if "prompt" not in names
+                                                     else methods[names.index("prompt")], 0.0)
+        else:
+            targets[target_label(target)] = float(target)
+    rows, searches = [], {}
+    bar = tqdm(methods, desc="comparing methods", disable=not progress, leave=False)
+    for method in bar:
+        bar.set_postfix_str(method.name)
+        for label, value in targets.items():
+            note, alpha, reached = "", 0.0, True
+            if method.has_knob:
+                found = evaluator.search(method, value)
+                searches[(method.name, label)] = found
+                alpha, reached, note = found.alpha, found.reached, found.reason
+            rows.append({"method": method.name, "target": label, "target_coherence": value, "layers": method.layers,
+                         "alpha": alpha if method.has_knob else math.nan, "reached": reached,
+                         **evaluator.summary_row(method, alpha), "seed": config.seed, "note": note})
+    results = pd.DataFrame(rows)[RESULT_COLUMNS]
+    meta = {
+        "model": model.model_id, "attribute": evaluator.attribute.name, "instruction": evaluator.instruction,
+        "attribute_judge": _judge_name(evaluator.attribute_judge),
+        "coherence_judge": _judge_name(evaluator.coherence_judge),
+        "targets": targets, "config": {**asdict(config), "targets": list(config.targets)},
+        "n_validation": len(evaluator.questions["validation"]), "n_test": len(evaluator.questions["test"]),
+    }
+    return Comparison(results, evaluator.sweep(), evaluator.samples(), searches, meta)
