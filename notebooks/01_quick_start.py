@@ -93,7 +93,7 @@ table.head().round(3)
 
 # %%
 from workbench.viz.figures import shown_layers
-from workbench.viz.plotting import token_heatmap
+from workbench.viz.token_maps import token_heatmap
 
 layers = shown_layers(model.n_layers)  # five layers from first to last
 token_heatmap(table, "norm", layers=layers, per_layer=True, title="||Delta_PS|| per token (x layer median)")

@@ -55,7 +55,7 @@ spread = spread_table(acc)
 print(spread[spread["layer"].isin([0, 5, 10, 15, 20, 25, 29])].round(2).to_string(index=False))
 
 # %%
-from workbench.viz.plotting import magnitude_distribution
+from workbench.viz.token_maps import magnitude_distribution
 
 magnitude_distribution(acc, "norm", title="||Delta_PS|| across answer tokens (band: 10th-90th percentile)")
 
@@ -82,7 +82,7 @@ print("median ||D_loc|| / median ||D_acc||, per layer:")
 print(ratio.iloc[::3].round(2).to_string())
 
 # %%
-from workbench.viz.plotting import layer_token_heatmap
+from workbench.viz.token_maps import layer_token_heatmap
 
 layer_token_heatmap(acc, "norm", sample=0, per_layer=True, title="Accumulated ||Delta_PS||, sample 0")
 

@@ -48,7 +48,7 @@ for name, steerer in others.items():
 # attributes are prepared the first time you pick them (a few minutes each).
 
 # %%
-from workbench.app.widgets import TrainingPanel
+from workbench.app.training_panel import TrainingPanel
 from workbench.steering import TrainConfig
 
 attributes = ["pirate", "french", "spanish", "cat", "brief"]
@@ -89,7 +89,7 @@ print(panel.comparison.round(3).to_string(index=False))
 # The loss curves of the runs, side by side (training loss solid, validation dashed):
 
 # %%
-from workbench.viz.plotting import loss_curves
+from workbench.viz.curves import loss_curves
 
 loss_curves({name: panel.history_of(name) for name in panel.trained}, title="Panel runs")
 

@@ -35,7 +35,7 @@ print(a_psr.name, "|", len(a_psr.layers), "layers | instruction:", instruction)
 # per-layer median = 1). Tick *auto* to regenerate as you move the slider.
 
 # %%
-from workbench.app.widgets import LambdaExplorer
+from workbench.app.lambda_explorer import LambdaExplorer
 
 explorer = LambdaExplorer(model, a_psr, questions, instruction, alpha=1.75, max_new_tokens=40, layers=[5, 15, 25, 29])
 explorer.question.value = questions[4]

@@ -40,7 +40,7 @@ wide = faith.pivot(index="layer", columns="method", values="rel_rmse")
 print(wide.loc[[0, 5, 10, 14, 15, 16, 20, 25, 29]].round(3).to_string())
 
 # %%
-from workbench.viz.plotting import faithfulness_curves
+from workbench.viz.curves import faithfulness_curves
 
 faithfulness_curves(faith, title="Relative RMSE to the prompt-steered activations (trained strength)")
 

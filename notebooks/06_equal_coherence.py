@@ -53,7 +53,7 @@ print(table.round(1).to_string(index=False))
 # against coherence. The large markers are where each search stopped for the target 80.
 
 # %%
-from workbench.viz.plotting import coherence_tradeoff
+from workbench.viz.curves import coherence_tradeoff
 
 sweep = comparison.sweep[comparison.sweep["split"] == "validation"]
 coherence_tradeoff(sweep, results=comparison.results[comparison.results["target"] == "C80"], target=80.0)
@@ -68,7 +68,7 @@ for (method, target), search in comparison.searches.items():
 # ## The table as a figure
 
 # %%
-from workbench.viz.plotting import results_bars
+from workbench.viz.curves import results_bars
 
 results_bars(comparison.results, title="Attribute score at equal coherence (95% bootstrap CI)")
 

@@ -57,7 +57,7 @@ print(summary.round(2).to_string(index=False))
 # %%
 import plotly.express as px
 
-from workbench.viz.plotting import TEMPLATE, method_colors
+from workbench.viz.theme import TEMPLATE, method_colors
 
 colours = method_colors(run.summary["method"])
 px.bar(run.summary, x="instruction", y="strict_accuracy", color="method", barmode="group",

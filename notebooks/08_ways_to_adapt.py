@@ -65,7 +65,7 @@ print(costs[["method", "seconds_per_answer", "relative_latency", "ms_per_token",
 
 # %%
 from workbench.evaluation.adaptation import radar_axes
-from workbench.viz.plotting import radar_chart
+from workbench.viz.curves import radar_chart
 
 radar_chart(**radar_axes(costs), title="Ways to adapt SmolLM2-135M (outward = better)")
 

@@ -2,7 +2,7 @@
 
 Figures, widgets and HTML are excluded from the comparison: their JSON carries random ids and
 plotly's own serialisation, and what they show is tested through the library's functions
-(tests/test_plotting.py, tests/test_widgets.py). Printed text (rounded numbers, tables, generated
+(tests/viz/, tests/app/test_widgets.py). Printed text (rounded numbers, tables, generated
 answers) is compared; ``sanitize.cfg`` masks what may differ between runs (timings, addresses,
 paths, device strings). stderr (progress bars, library warnings) is not compared.
 """

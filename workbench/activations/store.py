@@ -194,6 +194,7 @@ class DeltaStore:
 
     @property
     def sample_ids(self) -> list[int]:
+        """The stored samples' ids in store order (``sorted()`` them for pair order)."""
         return [s for shard in self.shards for s in shard.samples]
 
     @property
@@ -228,34 +229,74 @@ class DeltaStore:
                         out[(kind, layer)] = self._read(fh, kind, layer)
             yield out
 
-    def get(self, kind: str, layer: int, samples: Sequence[int] | None = None) -> torch.Tensor:
-        """``[tokens, d_model]`` float32 activations of one kind and layer, in store order."""
+    def get(self, kind: str, layer: int, samples: Sequence[int] | None = None, order: str = "pair") -> torch.Tensor:
+        """``[tokens, d_model]`` float32 activations of one kind and layer.
+
+        Args:
+            kind: ``"base"`` (``A_l(x y')``), ``"acc"`` (``D_acc``), ``"loc"`` (``D_loc``) or
+                ``"steered"`` (``A_l(x' y')``).
+            samples: which triplets (their ids, by default ``0..n-1`` in pair order); all when None.
+            order: ``"pair"`` (default): rows sample by sample, in increasing sample id (or in the
+                order ``samples`` lists them), each sample's span tokens by position, the rows of
+                :meth:`tokens` with the same arguments. ``"store"``: the order they were written
+                in (extraction batches sorted by length), cheaper for whole-store statistics.
+        """
         self._check(kind, layer)
-        wanted = None if samples is None else {int(s) for s in samples}
-        parts = []
+        if order not in ("pair", "store"):
+            raise ValueError(f"order must be 'pair' or 'store', got {order!r}")
+        wanted = None if samples is None else [int(s) for s in samples]
+        missing = sorted(set(wanted or ()) - set(self.sample_ids))
+        if missing:
+            raise KeyError(f"samples {missing} are not in this store, which holds samples {sorted(self.sample_ids)}")
+        parts, ids = [], []
         for shard in self.shards:
-            if wanted is not None and not wanted.intersection(shard.samples):
+            if wanted is not None and not set(wanted).intersection(shard.samples):
                 continue
             with safe_open(self.directory / shard.file, framework="pt") as fh:
                 values = self._read(fh, kind, layer)
-                if wanted is not None:
-                    keep = torch.tensor([int(s) in wanted for s in fh.get_tensor("sample").tolist()])
-                    values = values[keep]
+                sample = fh.get_tensor("sample")
+                position = fh.get_tensor("position")
+            if wanted is not None:
+                keep = torch.tensor([int(s) in set(wanted) for s in sample.tolist()], dtype=torch.bool)
+                values, sample, position = values[keep], sample[keep], position[keep]
             parts.append(values)
+            ids.append((sample, position))
         if not parts:
             return torch.zeros((0, self.d_model))
-        return torch.cat(parts)
+        values = torch.cat(parts)
+        if order == "store":
+            return values
+        return values[self._pair_order(torch.cat([s for s, _ in ids]), torch.cat([p for _, p in ids]), wanted)]
 
-    def tokens(self) -> dict[str, torch.Tensor]:
-        """Per-token fields over all shards: ``token_ids``, ``sample``, ``position`` and ``is_header``."""
+    @staticmethod
+    def _pair_order(sample: torch.Tensor, position: torch.Tensor, wanted: Sequence[int] | None) -> torch.Tensor:
+        """Row permutation putting tokens sample by sample (by ``wanted``'s order, else by id), then by position."""
+        rank = {s: i for i, s in enumerate(wanted)} if wanted is not None else None
+        keys = [(rank[s] if rank is not None else s, p) for s, p in zip(sample.tolist(), position.tolist())]
+        return torch.tensor(sorted(range(len(keys)), key=keys.__getitem__), dtype=torch.long)
+
+    def tokens(self, samples: Sequence[int] | None = None, order: str = "pair") -> dict[str, torch.Tensor]:
+        """Per-token fields, ``token_ids``, ``sample``, ``position`` and ``is_header``, each ``[tokens]``,
+        row for row as :meth:`get` returns activations with the same ``samples`` and ``order``."""
+        if order not in ("pair", "store"):
+            raise ValueError(f"order must be 'pair' or 'store', got {order!r}")
+        wanted = None if samples is None else [int(s) for s in samples]
         fields = {"token_ids": [], "sample": [], "position": [], "is_header": []}
         for shard in self.shards:
             with safe_open(self.directory / shard.file, framework="pt") as fh:
                 sample = fh.get_tensor("sample")
                 position = fh.get_tensor("position")
                 header = dict(zip(fh.get_tensor("sample_ids").tolist(), fh.get_tensor("header_len").tolist()))
-                fields["token_ids"].append(fh.get_tensor("token_ids"))
-                fields["sample"].append(sample)
-                fields["position"].append(position)
-                fields["is_header"].append(torch.tensor([p < header[s] for s, p in zip(sample.tolist(), position.tolist())]))
-        return {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.long) for k, v in fields.items()}
+                token_ids = fh.get_tensor("token_ids")
+            keep = torch.ones(len(sample), dtype=torch.bool) if wanted is None else torch.tensor(
+                [int(s) in set(wanted) for s in sample.tolist()], dtype=torch.bool)
+            fields["token_ids"].append(token_ids[keep])
+            fields["sample"].append(sample[keep])
+            fields["position"].append(position[keep])
+            fields["is_header"].append(torch.tensor([p < header[s] for s, p in zip(sample[keep].tolist(), position[keep].tolist())],
+                                                    dtype=torch.bool))
+        out = {k: torch.cat(v) if v else torch.zeros(0, dtype=torch.long) for k, v in fields.items()}
+        if order == "pair" and len(out["sample"]):
+            perm = self._pair_order(out["sample"], out["position"], wanted)
+            out = {k: v[perm] for k, v in out.items()}
+        return out

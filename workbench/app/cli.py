@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="OpenAI-compatible API root (else WORKBENCH_JUDGE_BASE_URL / OPENAI_BASE_URL); the API key "
                          "is read only from WORKBENCH_JUDGE_API_KEY or OPENAI_API_KEY, never from the command line")
     ev.add_argument("--judge-model", default=None, help="judge model name (else WORKBENCH_JUDGE_MODEL)")
+    ev.add_argument("--judge-timeout", type=float, default=None, metavar="SECONDS",
+                    help="LLM judge: seconds per request attempt (else WORKBENCH_JUDGE_TIMEOUT_S, default 120)")
+    ev.add_argument("--judge-retries", type=int, default=None, metavar="N",
+                    help="LLM judge: retries of a timed-out, refused or 429/5xx request "
+                         "(else WORKBENCH_JUDGE_MAX_RETRIES, default 4)")
+    ev.add_argument("--judge-max-total", type=float, default=None, metavar="SECONDS",
+                    help="LLM judge: budget of one judgement, retries and waits included "
+                         "(else WORKBENCH_JUDGE_MAX_TOTAL_S, default 300)")
+    ev.add_argument("--judge-breaker-after", type=int, default=None, metavar="N",
+                    help="LLM judge: stop sending requests after N connection failures in a row; the missing "
+                         "judgements are retried on the next run (else WORKBENCH_JUDGE_BREAKER_AFTER, default 6; 0: never)")
 
     figs = sub.add_parser("figures", help="write the paper figures of a run (HTML, and PNG/SVG/PDF through kaleido)")
     figs.add_argument("--run", default="reports/demo", help="a run directory written by `demo` or `evaluate`; "
@@ -190,9 +201,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = (ExperimentConfig.full if args.full else ExperimentConfig.quick)(**overrides)
     judges = {}
     if args.judge == "llm":
-        from workbench.judges.llm_judge import make_llm_judges
+        from workbench.judges.llm_judges import make_llm_judges
 
-        judge_config = _judge_config(args.judge_base_url, args.judge_model)
+        judge_config = _judge_config(args)
         if judge_config is None:
             raise ValueError("--judge llm needs an endpoint: set WORKBENCH_JUDGE_BASE_URL and WORKBENCH_JUDGE_MODEL "
                              "(and WORKBENCH_JUDGE_API_KEY for a hosted API), or pass --judge-base-url and --judge-model")
@@ -236,13 +247,16 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judge_config(base_url: str | None, model: str | None):
-    """The LLM judge of :meth:`LLMJudgeConfig.from_env`, with the command line's base URL and model in
+def _judge_config(args: argparse.Namespace):
+    """The LLM judge of :meth:`LLMJudgeConfig.from_env`, with the command line's ``--judge-*`` values in
     place of the environment's (the API key only ever comes from the environment); None when no
     endpoint is configured."""
     import os
 
-    from workbench.judges.llm_judge import LLMJudgeConfig
+    from workbench.judges.llm_client import ENV_SETTINGS, LLMJudgeConfig
 
-    flags = {"WORKBENCH_JUDGE_BASE_URL": base_url, "WORKBENCH_JUDGE_MODEL": model}
+    flags = {"WORKBENCH_JUDGE_BASE_URL": args.judge_base_url, "WORKBENCH_JUDGE_MODEL": args.judge_model}
+    given = {"timeout_s": args.judge_timeout, "max_retries": args.judge_retries,
+             "max_total_s": args.judge_max_total, "breaker_after": args.judge_breaker_after}
+    flags.update({ENV_SETTINGS[name][0]: str(value) for name, value in given.items() if value is not None})
     return LLMJudgeConfig.from_env({**os.environ, **{k: v for k, v in flags.items() if v}})

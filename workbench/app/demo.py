@@ -30,7 +30,7 @@ from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.models import EMBEDDED_MODEL, LoadedModel, load_model
 from workbench.data.attributes import load_attribute
 from workbench.data.triplets import summarize
-from workbench.viz.figures import comparison_figures
+from workbench.viz.figures import comparison_figures, shown_layers
 from workbench.viz.report import dataframe_html, figure_html, legend_html, token_heatmap_html, write_html
 
 

@@ -51,7 +51,7 @@ from workbench.evaluation.comparison import (
     steerer_fingerprint,
 )
 from workbench.evaluation.faithfulness import faithfulness, paraphrase_pairs
-from workbench.judges.offline import Judge
+from workbench.judges.base import Judge
 from workbench.steering import Steerer, TrainConfig, train_steerer
 from workbench.steering.names import parse_method
 

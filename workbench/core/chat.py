@@ -1,7 +1,12 @@
 """Chat formatting and token alignment of the base and prompt-steered runs (DESIGN.md section 2).
 
-``x`` is the user question alone; ``x'`` adds the steering instruction, as the system message by
-default or as a prefix of the user message. Both go through the tokenizer's chat template with
+``x`` is the user question with the *base system prompt*; ``x'`` adds the steering instruction, as
+the system message by default or as a prefix of the user message. The base system prompt is what
+the chat template does without a system message (``base_system=None``, the default; SmolLM2's
+template then inserts its own default system prompt, "You are a helpful AI assistant named
+SmolLM, trained by Hugging Face", so Delta_PS compares the instruction against that), or an
+explicit system message of the user's (``base_system=""`` for an empty one, where the template
+allows it). With ``placement="user"`` both prompts carry the same base system prompt. Both go through the tokenizer's chat template with
 the generation prompt, so each ends with the assistant header (``<|im_start|>assistant\\n`` for
 ChatML). The response ``y'`` is tokenized once and the same ids are appended to both prompts;
 the steered span is the assistant header followed by the response.
@@ -22,17 +27,45 @@ def _require_text(value: Any, what: str) -> str:
     return value
 
 
-def build_messages(question: str, instruction: str | None = None, placement: Placement = "system") -> list[dict]:
-    """The chat messages of ``x`` (no instruction) or ``x'`` (with it)."""
+def build_messages(question: str, instruction: str | None = None, placement: Placement = "system",
+                   base_system: str | None = None) -> list[dict]:
+    """The chat messages of ``x`` (no instruction) or ``x'`` (with it).
+
+    Args:
+        base_system: the system message of ``x`` (and of ``x'`` when the instruction goes into the
+            user turn); ``None`` sends none, leaving the chat template's default.
+    """
     _require_text(question, "question")
+    if base_system is not None and not isinstance(base_system, str):
+        raise TypeError(f"base_system must be a string or None, got {type(base_system).__name__}")
+    base = [] if base_system is None else [{"role": "system", "content": base_system}]
     if instruction is None:
-        return [{"role": "user", "content": question}]
+        return base + [{"role": "user", "content": question}]
     _require_text(instruction, "instruction")
     if placement == "system":
         return [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
     if placement == "user":
-        return [{"role": "user", "content": f"{instruction}\n\n{question}"}]
+        return base + [{"role": "user", "content": f"{instruction}\n\n{question}"}]
     raise ValueError(f"unknown instruction placement {placement!r}; expected one of {PLACEMENTS}")
+
+
+def base_prompt_text(tokenizer: Any, base_system: str | None = None) -> str:
+    """The base prompt ``x`` as the chat template renders it, with ``{question}`` for the question:
+    what the triplets' metadata records, so that it is never a hidden convention.
+
+    Raises:
+        ValueError: ``base_system`` is given but the template drops it (it renders the same as no
+            system message), so the choice cannot be honoured.
+    """
+    def render(system):
+        return tokenizer.apply_chat_template(build_messages("{question}", None, "system", system), tokenize=False,
+                                             add_generation_prompt=True)
+
+    text = render(base_system)
+    if base_system is not None and text == render(None):
+        raise ValueError(f"the chat template ignores a system message of {base_system!r}: it renders x exactly as with "
+                         "no system message; use base_system=None")
+    return text
 
 
 def _template_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool) -> list[int]:
@@ -49,15 +82,17 @@ def _template_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: b
 
 
 def prompt_ids(
-    tokenizer: Any, question: str, instruction: str | None = None, placement: Placement = "system"
+    tokenizer: Any, question: str, instruction: str | None = None, placement: Placement = "system",
+    base_system: str | None = None,
 ) -> tuple[list[int], int]:
-    """Token ids of a prompt ending with the assistant header, and the header's length.
+    """Token ids of a prompt ending with the assistant header, and the header's length
+    (``base_system``: see :func:`build_messages`).
 
     Returns:
         (ids, header_len): ``ids[-header_len:]`` are the assistant header tokens, the first
         positions of the steered span.
     """
-    messages = build_messages(question, instruction, placement)
+    messages = build_messages(question, instruction, placement, base_system)
     with_header = _template_ids(tokenizer, messages, add_generation_prompt=True)
     without = _template_ids(tokenizer, messages, add_generation_prompt=False)
     header_len = len(with_header) - len(without)
@@ -121,17 +156,19 @@ def align(
     response_ids: Sequence[int],
     placement: Placement = "system",
     max_len: int | None = None,
+    base_system: str | None = None,
 ) -> AlignedPair:
     """Build the aligned base/steered pair of a triplet from the response's token ids.
 
     Args:
         max_len: the model's context length; a pair that would not fit raises ValueError.
+        base_system: the base system prompt (see :func:`build_messages`).
     """
     response_ids = [int(i) for i in response_ids]
     if not response_ids:
         raise ValueError(f"empty response for question {question!r}")
-    base_prompt, header_len = prompt_ids(tokenizer, question, None, placement)
-    steered_prompt, steered_header_len = prompt_ids(tokenizer, question, instruction, placement)
+    base_prompt, header_len = prompt_ids(tokenizer, question, None, placement, base_system)
+    steered_prompt, steered_header_len = prompt_ids(tokenizer, question, instruction, placement, base_system)
     if base_prompt[-header_len:] != steered_prompt[-steered_header_len:]:
         raise ValueError("misaligned tokens: the assistant headers of x and x' differ")
     base_ids = tuple(base_prompt + response_ids)

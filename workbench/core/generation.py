@@ -151,6 +151,7 @@ def generate_batch(
     return _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record=False)[0]
 
 
+@torch.no_grad()  # generation never trains: a graph kept across decode steps costs ~150 MB per step at batch 16
 def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record: bool):
     """:func:`generate_batch`, also returning per-row lambdas when ``record`` (see :class:`_LambdaRecorder`)."""
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -334,19 +335,34 @@ def generate_answers(
     config: SamplingConfig = SamplingConfig(),
     seed: int = 0,
     placement: str = "system",
+    base_system: str | None = None,
     batch_size: int = 16,
     record_lambdas: bool = True,
     progress: bool = True,
 ) -> list[Generation]:
-    """Answer ``questions`` (optionally with ``instruction`` and ``(steerer, alpha)`` pairs).
+    """Answer ``questions``, optionally with ``instruction`` and steerers; the user-level entry point.
 
-    The user-level entry point: builds the chat prompts, generates in batches (seeded per
-    question with :func:`answer_seed`, or greedy when ``config.temperature == 0``), decodes, and
-    with steerers returns per-token lambda (``record_lambdas``).
+    Builds the chat prompts, generates in batches (seeded per question with :func:`answer_seed`,
+    so sampling needs no seeds from the caller; greedy when ``config.temperature == 0``), decodes,
+    and with steerers returns per-token lambda (``record_lambdas``). Runs without autograd.
+
+    Args:
+        steerers: steerers at a strength, ``[a_psr.at(1.0)]`` (or ``1.0 * a_psr``, or the older
+            ``(steerer, alpha)`` pairs); several stack.
+        placement, base_system: where the instruction goes and the base system prompt (see
+            :func:`workbench.core.chat.build_messages`).
+
+    Example:
+        >>> from workbench.core.models import load_model
+        >>> model = load_model("tiny-random-llama", n_layers=2)
+        >>> [a] = generate_answers(model, ["How do I boil an egg?"], instruction="Talk like a pirate.",
+        ...                        config=SamplingConfig(max_new_tokens=5), progress=False)
+        >>> a.instruction, len(a.ids) <= 5, a.lambdas is None
+        ('Talk like a pirate.', True, True)
     """
     if not questions:
         raise ValueError("no questions to answer")
-    built = [prompt_ids(model.tokenizer, q, instruction, placement) for q in questions]
+    built = [prompt_ids(model.tokenizer, q, instruction, placement, base_system) for q in questions]
     seeds = [answer_seed(seed, q) for q in questions]
     ids, lambdas = _generate(model, [p for p, _ in built], config, seeds, batch_size, progress, list(steerers),
                              [h for _, h in built], record=record_lambdas and bool(steerers))

@@ -35,7 +35,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from workbench.judges.offline import AttributeJudge, FunctionJudge, Judge, Score, make_judge
+from workbench.judges.base import Judge, Score
+from workbench.judges.offline import AttributeJudge, FunctionJudge, make_judge
 
 __all__ = [
     "SPLITS",

@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench.core.chat import PLACEMENTS, AlignedPair, align, prompt_ids
+from workbench.core.chat import PLACEMENTS, AlignedPair, align, base_prompt_text, prompt_ids
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.fingerprint import sample_seed
 from workbench.core.generation import SamplingConfig, generate
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
-from workbench.judges.offline import CoherenceJudge, success
+from workbench.judges.base import success
+from workbench.judges.offline import CoherenceJudge
 
 TRIPLETS_FORMAT_VERSION = 1
 TABLE_NAME = "triplets.parquet"
@@ -37,7 +38,13 @@ META_NAME = "triplets.json"
 
 @dataclass(frozen=True)
 class TripletConfig:
-    """What to sample. ``n_questions=None`` takes the whole split."""
+    """What to sample. ``n_questions=None`` takes the whole split.
+
+    ``base_system`` is the system message of the base prompt ``x``: ``None`` (default) leaves the
+    chat template's own default (SmolLM2 then inserts "You are a helpful AI assistant named SmolLM,
+    trained by Hugging Face"), ``""`` sends an explicit empty one; the rendered ``x`` is recorded in
+    the run's metadata as ``base_prompt``.
+    """
 
     split: str = "train"
     n_questions: int | None = None
@@ -49,6 +56,11 @@ class TripletConfig:
     seed: int = 0
     batch_size: int = 16
     threshold: float = 50.0
+    base_system: str | None = None
+
+    #: Fields that only say how much to sample: a run directory grows or shrinks along them and
+    #: reuses every stored sample (each sample's seed depends on its question, instruction and index).
+    GROWABLE = ("n_questions", "samples_per_question", "batch_size")
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -86,9 +98,15 @@ class TripletSet:
         """Aligned base / prompt-steered token sequences, one per (kept) row."""
         rows = self.kept if only_kept else self.table
         return [
-            align(tokenizer, r.question, r.instruction, list(r.response_ids), placement=r.placement)
+            align(tokenizer, r.question, r.instruction, list(r.response_ids), placement=r.placement,
+                  base_system=self.base_system)
             for r in rows.itertuples()
         ]
+
+    @property
+    def base_system(self) -> str | None:
+        """The base prompt's system message the run used (None: the chat template's default)."""
+        return self.meta.get("config", {}).get("base_system")
 
     def to_dataset(self):
         """The table as a Hugging Face ``datasets.Dataset``."""
@@ -127,6 +145,21 @@ def _save_table(table: pd.DataFrame, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _check_same_run(directory: Path, stored: dict, wanted: dict) -> None:
+    """Refuse a directory holding another run, naming only what differs; a run may grow or shrink
+    along :attr:`TripletConfig.GROWABLE` (its stored samples are reused)."""
+    defaults = asdict(TripletConfig())
+    differ = [f"{key}: {stored.get(key)!r} there, {wanted[key]!r} here" for key in ("attribute", "model_id")
+              if stored.get(key) != wanted[key]]
+    before = {**defaults, **stored.get("config", {})}  # runs written before a field existed used its default
+    differ += [f"config.{f.name}: {before.get(f.name)!r} there, {wanted['config'][f.name]!r} here"
+               for f in fields(TripletConfig) if f.name not in TripletConfig.GROWABLE
+               and before.get(f.name) != wanted["config"][f.name]]
+    if differ:
+        raise ValueError(f"{directory} holds triplets of another run ({'; '.join(differ)}); use another directory "
+                         f"(only {', '.join(TripletConfig.GROWABLE)} may change between calls on one directory)")
+
+
 def build_triplets(
     model: LoadedModel,
     attribute: str | Attribute,
@@ -152,16 +185,12 @@ def build_triplets(
         "attribute": attribute.name,
         "model_id": model.model_id,
         "config": asdict(config),
+        "base_prompt": base_prompt_text(model.tokenizer, config.base_system),
     }
     existing = _empty_table()
     if (directory / META_NAME).exists():
         previous = TripletSet.load(directory)
-        for key in ("attribute", "model_id", "config"):
-            if previous.meta.get(key) != meta[key]:
-                raise ValueError(
-                    f"{directory} holds triplets of another run ({key}: {previous.meta.get(key)!r} "
-                    f"there, {meta[key]!r} here); use another directory"
-                )
+        _check_same_run(directory, previous.meta, meta)
         existing = previous.table
     atomic_write_json(directory / META_NAME, meta)
     coherence = coherence or CoherenceJudge(logprob_fn=logprob_fn(model))
@@ -180,8 +209,9 @@ def build_triplets(
     rows = existing.to_dict("records")
     batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
     for batch in tqdm(batches, desc=f"triplets ({attribute.name})", disable=not progress):
-        base_prompts = [prompt_ids(model.tokenizer, q, None, config.placement) for _, q, _, _, _ in batch]
-        steered_prompts = [prompt_ids(model.tokenizer, q, ins, config.placement) for _, q, _, ins, _ in batch]
+        base_prompts = [prompt_ids(model.tokenizer, q, None, config.placement, config.base_system) for _, q, _, _, _ in batch]
+        steered_prompts = [prompt_ids(model.tokenizer, q, ins, config.placement, config.base_system)
+                           for _, q, _, ins, _ in batch]
         seeds = [sample_seed(config.seed, q, ins, s) for _, q, _, ins, s in batch]
         responses = generate(model, [p for p, _ in steered_prompts], config.sampling, row_seeds=seeds,
                              batch_size=config.batch_size, progress=False)

@@ -32,7 +32,7 @@ Const-MSE), PSR (S-PSR, A-PSR) and PSR stacked on the prompt all change what the
   Prompting is reversed by dropping the text; the same check runs for it.
 - **knob**: whether the strength is continuous (a steerer's ``alpha``; a prompt has none).
 
-:func:`radar_axes` turns the table into the arguments of :func:`workbench.viz.plotting.radar_chart`.
+:func:`radar_axes` turns the table into the arguments of :func:`workbench.viz.curves.radar_chart`.
 """
 
 from __future__ import annotations
@@ -404,7 +404,7 @@ RADAR_AXES = {
 
 
 def radar_axes(table: pd.DataFrame, *, include_baseline: bool = False) -> dict:
-    """The keyword arguments of :func:`workbench.viz.plotting.radar_chart` for a
+    """The keyword arguments of :func:`workbench.viz.curves.radar_chart` for a
     :func:`compare_adaptations` table: ``radar_chart(**radar_axes(table))``.
 
     Axes: extra prompt tokens, relative latency, extra memory (parameters + KV cache, log),

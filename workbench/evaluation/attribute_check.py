@@ -21,7 +21,8 @@ from workbench.core.generation import SamplingConfig, generate
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
-from workbench.judges.offline import CoherenceJudge, Score, success
+from workbench.judges.base import Score, success
+from workbench.judges.offline import CoherenceJudge
 
 
 def _condition(model: LoadedModel, attribute: Attribute, questions: Sequence[str], instruction: str | None,

@@ -17,9 +17,14 @@ noise between runs; every evaluation is kept (``Comparison.sweep`` and ``.sample
 what the attribute-vs-coherence curves draw.
 
 Judges are the offline ones by default (the attribute's own judge and the coherence proxy
-blended with the model's log-likelihood); pass :mod:`workbench.judges.llm_judge` judges to use an LLM.
+blended with the model's log-likelihood); pass :mod:`workbench.judges.llm_judges` judges to use an LLM.
 A judge that cannot score a response returns ``None``; such responses are left out of the means
-and counted in ``n_missing``.
+and counted in ``n_missing``. Missing judgements never stop the sweep: when the coherence judge
+scores none of the answers a search needs, that method's row has no ``alpha``, a ``note`` saying
+why and every test answer counted in ``n_missing``, and a warning names the count. A judgement
+that failed (``Score.failed``: an endpoint down, an HTTP error) is stored on disk only as "to be
+judged again": a rerun with the same ``cache_dir`` judges those answers again, without generating
+them again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -42,7 +48,8 @@ from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
 from workbench.evaluation.strength import SearchResult, bootstrap_ci, find_alpha
-from workbench.judges.offline import CoherenceJudge, Judge
+from workbench.judges.base import Judge
+from workbench.judges.offline import CoherenceJudge
 from workbench.steering import layers_label
 
 RESULT_COLUMNS = [
@@ -143,7 +150,8 @@ class Comparison:
         results: the TA@C table, one row per method and target (columns :data:`RESULT_COLUMNS`).
         sweep: one row per evaluation: ``method, split, alpha, attribute, coherence, n, n_missing``.
         samples: one row per answer: ``method, split, alpha, question, response, attribute,
-            coherence, attribute_reason, coherence_reason``.
+            coherence, attribute_reason, coherence_reason, attribute_failed, coherence_failed`` (``*_failed``:
+            the judgement was not made, see :class:`workbench.judges.base.Score`).
         searches: ``{(method, target label): SearchResult}`` with each search's trace.
         meta: model, attribute, judges, configuration, prompt coherence.
     """
@@ -195,8 +203,20 @@ def steerer_fingerprint(steerer) -> str:
 
 
 def _mean(values: Sequence[float | None]) -> float:
-    present = [v for v in values if v is not None]
+    present = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(present)) if present else math.nan
+
+
+JUDGED = ("attribute", "coherence")
+
+
+def _failed(score) -> bool:
+    """Whether a judge made no judgement (``Score.failed``), as opposed to judging "no score"."""
+    return bool(getattr(score, "failed", False))
+
+
+class Unscored(ValueError):
+    """The coherence judge scored none of the answers of an evaluation: there is no mean to search on."""
 
 
 class Evaluator:
@@ -259,14 +279,46 @@ class Evaluator:
         if key not in self._runs:
             path = self._disk_path(method, alpha, split)
             if path is not None and path.is_file():
-                self._runs[key] = pd.read_parquet(path)
+                frame, rejudged = self._judge_failed_again(pd.read_parquet(path))
+                if rejudged:
+                    self._write(path, frame)
             else:
-                self._runs[key] = self._run(method, alpha, split)
+                frame = self._run(method, alpha, split)
                 if path is not None:
-                    buffer = io.BytesIO()
-                    self._runs[key].to_parquet(buffer, index=False)
-                    atomic_write_bytes(path, buffer.getvalue())
+                    self._write(path, frame)
+            self._runs[key] = frame
         return self._runs[key]
+
+    @staticmethod
+    def _write(path: Path, frame: pd.DataFrame) -> None:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def _judge_failed_again(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+        """A stored evaluation with the judgements that failed last time made again (the answers
+        are kept). In a file written before failures were flagged, every missing score is judged
+        again: an LLM judge's own "no score" comes back from its HTTP cache without a request."""
+        frame = frame.copy()
+        rejudged = False
+        for column, judge in zip(JUDGED, (self.attribute_judge, self.coherence_judge)):
+            flag = f"{column}_failed"
+            if flag in frame:
+                todo = frame.index[frame[flag].astype(bool)]
+            else:
+                todo = frame.index[frame[column].isna()]
+                frame[flag] = False
+            if len(todo) == 0:
+                continue
+            scores = judge.score_batch(frame.loc[todo, "question"].tolist(), frame.loc[todo, "response"].tolist())
+            frame[column] = frame[column].astype(object)
+            for row, score in zip(todo, scores):
+                frame.at[row, column] = score.value
+                frame.at[row, f"{column}_reason"] = score.reason
+                frame.at[row, flag] = _failed(score)
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+            rejudged = True
+        return frame, rejudged
 
     def _disk_path(self, method: Method, alpha: float, split: str) -> Path | None:
         """Where an evaluation is kept on disk: named by everything that determines its answers
@@ -299,15 +351,17 @@ class Evaluator:
             "method": method.name, "split": split, "alpha": alpha, "question": questions, "response": texts,
             "attribute": [s.value for s in attr], "coherence": [s.value for s in coh],
             "attribute_reason": [s.reason for s in attr], "coherence_reason": [s.reason for s in coh],
+            "attribute_failed": [_failed(s) for s in attr], "coherence_failed": [_failed(s) for s in coh],
         })
 
     def mean_coherence(self, method: Method, alpha: float, split: str = "validation") -> float:
-        values = self.evaluate(method, alpha, split)["coherence"].tolist()
-        mean = _mean(values)
+        """Mean coherence of an evaluation; :class:`Unscored` (a ``ValueError``) when no answer has one."""
+        frame = self.evaluate(method, alpha, split)
+        mean = _mean(frame["coherence"].tolist())
         if math.isnan(mean):
-            reasons = set(self.evaluate(method, alpha, split)["coherence_reason"])
-            raise ValueError(f"the coherence judge scored none of the {len(values)} answers of {method.name!r} at "
-                             f"alpha={alpha}: {sorted(reasons)[:3]}")
+            reasons = sorted(set(frame["coherence_reason"]))
+            raise Unscored(f"the coherence judge scored none of the {len(frame)} answers of {method.name!r} at "
+                           f"alpha={alpha}: {reasons[:3]}")
         return mean
 
     def search(self, method: Method, target: float) -> SearchResult:
@@ -337,11 +391,25 @@ class Evaluator:
         for (name, alpha, split), frame in self._cache.items():
             rows.append({"method": name, "split": split, "alpha": alpha, "attribute": _mean(frame["attribute"].tolist()),
                          "coherence": _mean(frame["coherence"].tolist()), "n": len(frame),
-                         "n_missing": int(frame["attribute"].isna().sum())})
+                         "n_missing": max(int(frame[column].isna().sum()) for column in JUDGED)})
         return pd.DataFrame(rows, columns=["method", "split", "alpha", "attribute", "coherence", "n", "n_missing"])
 
     def samples(self) -> pd.DataFrame:
         return pd.concat(list(self._cache.values()), ignore_index=True) if self._cache else pd.DataFrame()
+
+    def unmeasured_row(self) -> dict:
+        """The summary of a method that could not be measured: no scores, every test answer missing."""
+        n = len(self.questions["test"])
+        row = {"n": n, "n_missing": n}
+        for column in JUDGED:
+            row.update({column: math.nan, f"{column}_lo": math.nan, f"{column}_hi": math.nan})
+        return row
+
+    @property
+    def n_failed(self) -> int:
+        """Judgements that failed (not made) in the evaluations of this run; a rerun makes them again."""
+        return sum(int(frame[f"{c}_failed"].sum()) for frame in self._runs.values() for c in JUDGED
+                   if f"{c}_failed" in frame)
 
 
 def compare_methods(
@@ -362,7 +430,8 @@ def compare_methods(
         methods: :class:`Method` objects, or ``{name: steerer}`` (then :func:`standard_methods`
             adds no steering, the prompt and, with ``plus_prompt``, that steerer on the prompt).
         attribute_judge, coherence_judge: default to the offline judges; any
-            :class:`workbench.judges.offline.Judge` (e.g. :class:`workbench.judges.llm_judge.ScoreJudge`) works.
+            :class:`workbench.judges.base.Judge` (e.g. :class:`workbench.judges.llm_judges.ScoreJudge`) works;
+            missing judgements are counted in ``n_missing`` and warned about, never raised.
         cache_dir: keep every evaluation (answers and scores) there, so that a rerun, or a
             notebook after the demo, judges nothing twice.
     Returns:
@@ -378,27 +447,49 @@ def compare_methods(
         raise ValueError(f"method names must be distinct, got {names}")
     evaluator = Evaluator(model, attribute, config, attribute_judge=attribute_judge,
                           coherence_judge=coherence_judge, cache_dir=cache_dir)
-    targets = {}
+    targets, unmeasured = {}, {}
     for target in config.targets:
         if target == "prompt":
-            targets["Cp"] = evaluator.mean_coherence(Method("prompt", prompt=True) if "prompt" not in names
-                                                     else methods[names.index("prompt")], 0.0)
+            try:
+                targets["Cp"] = evaluator.mean_coherence(Method("prompt", prompt=True) if "prompt" not in names
+                                                         else methods[names.index("prompt")], 0.0)
+            except Unscored as err:  # no target to search for; the sweep goes on
+                targets["Cp"] = math.nan
+                unmeasured["Cp"] = f"the prompt's own coherence could not be measured ({err})"
         else:
             targets[target_label(target)] = float(target)
-    rows, searches = [], {}
+    rows, searches, problems = [], {}, []
     bar = tqdm(methods, desc="comparing methods", disable=not progress, leave=False)
     for method in bar:
         bar.set_postfix_str(method.name)
         for label, value in targets.items():
-            note, alpha, reached = "", 0.0, True
+            note, alpha, reached, summary = "", 0.0, True, None
             if method.has_knob:
-                found = evaluator.search(method, value)
-                searches[(method.name, label)] = found
-                alpha, reached, note = found.alpha, found.reached, found.reason
+                try:
+                    if label in unmeasured:
+                        raise Unscored(unmeasured[label])
+                    found = evaluator.search(method, value)
+                except Unscored as err:  # reported in the row and warned about, not raised
+                    alpha, reached, note, summary = math.nan, False, f"not measured: {err}", evaluator.unmeasured_row()
+                    problems.append(f"{method.name} @ {label}")
+                else:
+                    searches[(method.name, label)] = found
+                    alpha, reached, note = found.alpha, found.reached, found.reason
             rows.append({"method": method.name, "target": label, "target_coherence": value, "layers": method.layers,
                          "alpha": alpha if method.has_knob else math.nan, "reached": reached,
-                         **evaluator.summary_row(method, alpha), "seed": config.seed, "note": note})
+                         **(summary or evaluator.summary_row(method, alpha)), "seed": config.seed, "note": note})
     results = pd.DataFrame(rows)[RESULT_COLUMNS]
+    failed = evaluator.n_failed
+    if failed or problems:
+        told = [f"{int(results['n_missing'].sum())} answers of the results table have no judgement (column n_missing)"]
+        if failed:
+            told.append(f"{failed} judgements failed (the judge was unreachable or answered with an error; see the "
+                        "reasons in .samples); they are not stored as results, and a rerun with the same cache_dir "
+                        "judges those answers again")
+        if problems:
+            told.append("the coherence judge scored none of the answers needed, so these have no alpha (see their "
+                        "note): " + ", ".join(problems))
+        warnings.warn("; ".join(told), RuntimeWarning, stacklevel=2)
     meta = {
         "model": model.model_id, "attribute": evaluator.attribute.name, "instruction": evaluator.instruction,
         "attribute_judge": _judge_name(evaluator.attribute_judge),

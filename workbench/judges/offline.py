@@ -1,8 +1,7 @@
-"""Judges: score a model response on a 0-100 scale (DESIGN.md section 5).
+"""Offline judges: score a model response on a 0-100 scale with no network (DESIGN.md section 5).
 
-A judge is anything with a ``name`` and ``score`` / ``score_batch`` methods that return
-:class:`Score` objects (the :class:`Judge` protocol). This module ships the offline judges, which
-are deterministic, need no network and no model:
+The offline judges implement the :class:`~workbench.judges.base.Judge` protocol; they are
+deterministic and need no network and no model:
 
 * attribute judges, built from the ``judge`` spec of an attribute JSON file by :func:`make_judge`:
   :class:`LexiconJudge` (persona word density), :class:`UppercaseJudge` (shouting),
@@ -14,7 +13,7 @@ are deterministic, need no network and no model:
 
 An attribute judge gives ``Score(None, reason)`` for an empty or whitespace-only response; the
 coherence judge gives 0 (an empty answer is not a coherent answer, and strength searches need a
-number). :func:`success` applies the DESIGN rule "both judges >= half of their scale".
+number).
 """
 
 from __future__ import annotations
@@ -25,11 +24,11 @@ import unicodedata
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
+
+from workbench.judges.base import Judge, Score, check_batch
 
 __all__ = [
-    "Score",
-    "Judge",
     "BaseJudge",
     "LexiconJudge",
     "UppercaseJudge",
@@ -41,44 +40,11 @@ __all__ = [
     "AttributeJudge",
     "JUDGE_FACTORIES",
     "make_judge",
-    "success",
     "words_of",
     "count_emoji",
 ]
 
 LogprobFn = Callable[[list[str], list[str]], list[float]]
-
-
-@dataclass(frozen=True)
-class Score:
-    """One judgement. ``value`` is on 0-100, or ``None`` when the judge cannot score."""
-
-    value: float | None
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        if self.value is not None and not (0.0 <= self.value <= 100.0):
-            raise ValueError(f"Score value must be in [0, 100] or None, got {self.value!r}")
-
-
-@runtime_checkable
-class Judge(Protocol):
-    """Interface shared by offline and LLM judges."""
-
-    name: str
-
-    def score(self, question: str, response: str) -> Score: ...
-
-    def score_batch(self, questions: Sequence[str], responses: Sequence[str]) -> list[Score]: ...
-
-
-def _check_batch(questions: Sequence[str], responses: Sequence[str]) -> None:
-    if isinstance(questions, str) or isinstance(responses, str):
-        raise TypeError("score_batch expects sequences of strings, not a single string")
-    if len(questions) != len(responses):
-        raise ValueError(
-            f"score_batch got {len(questions)} questions but {len(responses)} responses"
-        )
 
 
 class BaseJudge:
@@ -97,7 +63,7 @@ class BaseJudge:
         return self._score_text(question, response)
 
     def score_batch(self, questions: Sequence[str], responses: Sequence[str]) -> list[Score]:
-        _check_batch(questions, responses)
+        check_batch(questions, responses)
         return [self.score(q, r) for q, r in zip(questions, responses)]
 
 
@@ -411,7 +377,7 @@ class CoherenceJudge:
         return self.score_batch([question], [response])[0]
 
     def score_batch(self, questions: Sequence[str], responses: Sequence[str]) -> list[Score]:
-        _check_batch(questions, responses)
+        check_batch(questions, responses)
         heur = [self.heuristic_score(r) for r in responses]
         if self.logprob_fn is None:
             return heur
@@ -523,16 +489,3 @@ def make_judge(spec: Mapping[str, Any]) -> AttributeJudge:
         raise ValueError(f"bad parameters for scorer {scorer!r}: {err}") from err
     return AttributeJudge(inner, dict(spec))
 
-
-def success(attr_score: Score | float | None, coh_score: Score | float | None,
-            threshold: float = 50.0) -> bool:
-    """True when both scores are >= ``threshold`` (DESIGN: half of the 0-100 scale).
-
-    Accepts :class:`Score` objects or plain numbers; a ``None`` score is a failure.
-    """
-
-    def value(s: Score | float | None) -> float | None:
-        return s.value if isinstance(s, Score) else s
-
-    a, c = value(attr_score), value(coh_score)
-    return a is not None and c is not None and a >= threshold and c >= threshold

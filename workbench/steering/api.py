@@ -67,7 +67,7 @@ def _check_store(store, model, layers: list[int], kind: str) -> None:
 def make_trainer(
     method: str,
     model,
-    soft_labels,
+    triplets,
     *,
     layers: int | Sequence[int] | None,
     store=None,
@@ -84,9 +84,10 @@ def make_trainer(
     Args:
         method: ``"const-dim"``, ``"const-mse"``, ``"psr-mse"`` or ``"psr-ll"``.
         model: the :class:`~workbench.core.models.LoadedModel` it is trained on and for.
-        soft_labels: the attribute score of each triplet in [0, 1]: a ``TripletSet`` (its
-            ``kept`` rows' ``soft_label``), a mapping ``sample id -> label``, a list indexed by
-            sample id, or one float for all.
+        triplets: the training triplets, for their soft labels (the attribute score of each in
+            [0, 1]): a ``TripletSet`` (its ``kept`` rows' ``soft_label``, sample id = row of
+            ``kept``, the order of ``triplets.pairs(...)``), or the labels themselves: a mapping
+            ``sample id -> label``, a list indexed by sample id, or one float for all.
         layers: an int for a single-layer (S-) steerer at that layer; a list, or ``None`` for
             every layer, for an all-layer (A-) steerer.
         store, pairs: where the data comes from (see the module docstring).
@@ -127,9 +128,9 @@ def make_trainer(
     if training == "layerwise" or init is None:
         if store is not None:
             _check_store(store, model, layer_list, kind)
-            data = token_data_from_store(store, layer_list, kind, soft_labels)
+            data = token_data_from_store(store, layer_list, kind, triplets)
         else:
-            data = token_data_from_pairs(model, pairs, layer_list, kind, soft_labels, progress=progress)
+            data = token_data_from_pairs(model, pairs, layer_list, kind, triplets, progress=progress)
         fit_method = method if training == "layerwise" else method.replace("psr-ll", "psr-mse")
         info = SteererInfo(**{**base_info, "method": fit_method}, training="layerwise", data_hash=data.fingerprint())
         if info.form == "const":
@@ -139,7 +140,7 @@ def make_trainer(
         if training == "layerwise":
             return trainer
         init = trainer.run(progress=progress)
-    labels = label_lookup(soft_labels, range(len(pairs)))
+    labels = label_lookup(triplets, range(len(pairs)))
     info = SteererInfo(**base_info, training="joint", data_hash=pairs_hash(pairs, labels),
                        history={"init": init.name, "init_history": dict(init.info.history)})
     init.check_model(model)
@@ -149,7 +150,7 @@ def make_trainer(
 def train_steerer(
     method: str,
     model,
-    soft_labels,
+    triplets,
     *,
     layers: int | Sequence[int] | None,
     store=None,
@@ -164,9 +165,18 @@ def train_steerer(
 ) -> Steerer:
     """Train one steerer (see :func:`make_trainer` for the arguments).
 
+    Example:
+        >>> from workbench.core.models import load_model
+        >>> from workbench.core.chat import align, encode_response
+        >>> model = load_model("tiny-random-llama", n_layers=2)
+        >>> pair = align(model.tokenizer, "Hi?", "Talk like a pirate.", encode_response(model.tokenizer, "Arr, hi!"))
+        >>> s = train_steerer("const-dim", model, 1.0, layers=1, pairs=[pair], progress=False)
+        >>> s.name, s.layers
+        ('Const-DiM', (1,))
+
     ``callback(TrainProgress) -> bool | None`` is called after every step (return True to stop);
     without it, a tqdm.auto bar shows progress unless ``progress=False``.
     """
-    trainer = make_trainer(method, model, soft_labels, layers=layers, store=store, pairs=pairs, rank=rank,
+    trainer = make_trainer(method, model, triplets, layers=layers, store=store, pairs=pairs, rank=rank,
                            training=training, config=config, init=init, attribute=attribute, progress=progress)
     return trainer.run(callback=callback, progress=progress)

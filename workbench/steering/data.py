@@ -132,9 +132,10 @@ def token_data_from_store(store: DeltaStore, layers: Sequence[int], kind: str, s
         raise ValueError("no layers to load")
     if store.n_tokens == 0:
         raise ValueError(f"{store.directory} holds no tokens (empty data)")
-    seq = store.tokens()["sample"]
-    acts = torch.stack([store.get("base", l) for l in layers])
-    delta = torch.stack([store.get(kind, l) for l in layers])
+    # store order: one read per shard, and the sequence ids say which tokens belong together
+    seq = store.tokens(order="store")["sample"]
+    acts = torch.stack([store.get("base", l, order="store") for l in layers])
+    delta = torch.stack([store.get(kind, l, order="store") for l in layers])
     if samples is not None:
         keep = torch.isin(seq, torch.as_tensor([int(s) for s in samples], dtype=seq.dtype))
         if not keep.any():

@@ -1,4 +1,4 @@
-"""Per-token lambda as tidy tables, the input of the heat maps (:func:`workbench.viz.plotting.token_heatmap`).
+"""Per-token lambda as tidy tables, the input of the heat maps (:func:`workbench.viz.token_maps.token_heatmap`).
 
 A PSR steerer's strength on a token, ``lambda(a) = ReLU(a . w + b)``, is read either while
 generating (:attr:`workbench.core.generation.Generation.lambdas`) or teacher-forced on an aligned

@@ -28,15 +28,9 @@ from plotly.offline import get_plotlyjs
 from workbench.activations.deltas import token_magnitudes
 from workbench.core.files import atomic_write_bytes
 from workbench.steering.lambda_tables import pair_lambda_table
-from workbench.viz.plotting import (
-    FigureExportError,
-    coherence_tradeoff,
-    export_figure,
-    faithfulness_curves,
-    magnitude_distribution,
-    results_bars,
-    token_heatmap,
-)
+from workbench.viz.curves import coherence_tradeoff, faithfulness_curves, results_bars
+from workbench.viz.export import FigureExportError, export_figure
+from workbench.viz.token_maps import magnitude_distribution, token_heatmap
 
 FIGURE_NAMES = ("delta_tokens", "delta_spread", "lambda_tokens", "faithfulness", "tradeoff", "ta_at_c")
 

@@ -132,7 +132,7 @@ def test_kv_cached_greedy_decoding_equals_recomputing_the_whole_sequence(tiny_mo
 
 
 def test_an_unfilled_kv_cache_fails_loudly(tiny_model, monkeypatch):
-    from workbench import generation
+    from workbench.core import generation
 
     monkeypatch.setattr(generation, "_kv_argument", lambda model: "not_the_cache")
     with pytest.raises(RuntimeError, match="KV cache holds 0 positions"):

@@ -180,7 +180,7 @@ def test_the_removal_check_catches_a_hook_left_behind(tiny_model):
 
 
 def test_radar_axes_feed_radar_chart(table):
-    from workbench.viz.plotting import radar_chart
+    from workbench.viz.curves import radar_chart
 
     kwargs = radar_axes(table)
     assert BASELINE not in list(kwargs["table"]["method"]) and len(kwargs["table"]) == len(table) - 1

@@ -1,22 +1,16 @@
-"""Notebook widgets: ipywidgets glue only (the maths and the figures live elsewhere).
+"""The training panel ("Train probes interactively"), a notebook widget (ipywidgets glue only).
 
-- :class:`TrainingPanel` ("Train probes interactively"): choose an attribute, a method
-  (Const-DiM, Const-MSE, PSR-MSE, PSR-LL), one layer or every layer, the rank and the training,
-  press Train; the loss curve draws live, Stop ends training after the current step, and the new
-  steerer is then compared with the ones given as ``others`` and every one trained earlier in
-  the panel (faithfulness on the held-out triplets, final training and best validation loss).
-- :class:`LambdaExplorer` ("Lambda over generated text"): for one question, (a) the answer
-  generated under the steerer with its per-token ``lambda`` and (b) the prompt-steered answer with
-  its per-token ``||Delta_PS||``, as token heat maps at the chosen layers.
+Choose an attribute, a method (Const-DiM, Const-MSE, PSR-MSE, PSR-LL), one layer or every layer,
+the rank and the training, press Train; the loss curve draws live, Stop ends training after the
+current step, and the new steerer is then compared with the ones given as ``others`` and every one
+trained earlier in the panel (faithfulness on the held-out triplets, final training and best
+validation loss: :mod:`workbench.app.steerer_comparison`).
+Steerers are named by :func:`workbench.steering.names.method_name`, like everywhere else.
 
-Both are plain objects that hold their widgets as attributes, so that code (tests, notebooks run
-under nbval) can set values and call methods synchronously: ``panel.method.value = "PSR-MSE"``,
-``panel.train(blocking=True)``, ``explorer.refresh()``. Display the object itself (or its
-``.widget``). Figures come from :mod:`workbench.viz.plotting`. The live loss curve is a
-``plotly.graph_objects.FigureWidget`` (anywidget in JupyterLab 4; its script ships with plotly, so
-no network is needed); every other figure is shown in an ``ipywidgets.Output`` as a plain plotly
-figure, because each FigureWidget carries plotly's ~5 MB script in the widget state that a saved
-notebook may store.
+Drive it from code as a browser would: ``panel.method.value = "PSR-MSE"``,
+``panel.train(blocking=True)``; display the object itself (or its ``.widget``). The live loss
+curve is a ``plotly.graph_objects.FigureWidget`` (anywidget in JupyterLab 4; its script ships with
+plotly, so no network is needed); the faithfulness curves are a plain figure in an Output.
 
 Threads: the Train button trains in a background thread so that JupyterLab can deliver the Stop
 click meanwhile; do not use the same model in other cells while it runs (training through the
@@ -33,20 +27,17 @@ from typing import Any, Callable, Mapping, Sequence
 import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 
-from workbench.activations.deltas import pair_magnitudes
-from workbench.app.experiment import PreparedData, faithfulness_strengths
-from workbench.core.chat import AlignedPair, align
-from workbench.core.generation import Generation, SamplingConfig, generate_answers
-from workbench.evaluation.faithfulness import faithfulness
-from workbench.steering import Steerer, TrainConfig, TrainProgress, check_alpha, layers_label, make_trainer
-from workbench.steering.lambda_tables import generation_lambda_table
+from workbench.app.experiment import PreparedData
+from workbench.app.steerer_comparison import FaithfulnessCache, comparison_table
+from workbench.app.widget_base import Displayable, show_figure, status_html
+from workbench.steering import Steerer, TrainConfig, TrainProgress, make_trainer
 from workbench.steering.names import method_name
+from workbench.viz.curves import faithfulness_curves
 from workbench.viz.figures import shown_layers
-from workbench.viz.plotting import TEMPLATE, faithfulness_curves, method_color, token_heatmap
+from workbench.viz.theme import TEMPLATE, method_color
 
-__all__ = ["LambdaExplorer", "METHOD_LABELS", "TrainChoice", "TrainingPanel", "method_name"]
+__all__ = ["METHOD_LABELS", "TrainChoice", "TrainingPanel"]
 
 #: Method dropdown labels and the :func:`workbench.steering.make_trainer` method each stands for.
 METHOD_LABELS: dict[str, str] = {"Const-DiM": "const-dim", "Const-MSE": "const-mse", "PSR-MSE": "psr-mse",
@@ -55,47 +46,7 @@ _SCOPE_OPTIONS = [("one layer", "single"), ("every layer", "all")]
 _TRAINING_OPTIONS = [("layerwise (MSE on stored deltas)", "layerwise"), ("joint (through the model)", "joint")]
 #: Trainings that a method allows only one of (the training dropdown is then fixed and disabled).
 _FIXED_TRAINING = {"psr-ll": "joint", "const-dim": "layerwise"}
-_STATUS_COLOURS = {"info": "#444444", "ok": "#1B7837", "warning": "#B35806", "error": "#B2182B"}
 MAX_RANK = 8
-
-
-def _status_html(text: str, kind: str = "info") -> str:
-    colour = _STATUS_COLOURS.get(kind, _STATUS_COLOURS["info"])
-    return f'<span style="color:{colour}">{html.escape(text, quote=False)}</span>'
-
-
-def _layers_text(layers: Sequence[int]) -> str:
-    """``"layer 5"``, ``"layers 0-29"`` or ``"layers 3,7"``."""
-    return ("layer " if len(layers) == 1 else "layers ") + layers_label(layers)
-
-
-def _show_figure(out: widgets.Output, fig: go.Figure | None) -> None:
-    """Make ``out`` show ``fig`` alone (or nothing) as plotly's mimetype bundle, which JupyterLab
-    (with the jupyterlab-plotly extension that plotly installs) and VS Code draw offline.
-
-    The outputs are set directly rather than in a ``with out:`` block, so this works from any
-    thread (the training panel draws from its training thread) and outside IPython.
-    """
-    if fig is None:
-        out.outputs = ()
-        return
-    data = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
-    data["text/plain"] = f"<plotly figure: {fig.layout.title.text}>"
-    out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
-
-
-class _Displayable:
-    """Displays as its ``widget`` (a VBox) in Jupyter."""
-
-    widget: widgets.Widget
-
-    def _repr_mimebundle_(self, **kwargs: Any):
-        return self.widget._repr_mimebundle_(**kwargs)
-
-
-# ---------------------------------------------------------------------------------------------
-# Training panel
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -119,7 +70,7 @@ class TrainChoice:
     steps: int
 
 
-class TrainingPanel(_Displayable):
+class TrainingPanel(Displayable):
     """Train one steerer at a time, watch its loss, stop it, and compare it with others.
 
     Args:
@@ -173,7 +124,7 @@ class TrainingPanel(_Displayable):
             self.others[str(name)] = steerer
         self._trained: dict[str, dict[str, Steerer]] = {n: {} for n in names}
         self._histories: dict[tuple[str, Steerer], list[dict]] = {}  # loss history of each panel steerer
-        self._faith_cache: dict[tuple[str, str], tuple[Steerer | None, pd.DataFrame]] = {}
+        self._faithfulness = FaithfulnessCache(model)
 
         self.history: list[dict] = []
         self.steerer: Steerer | None = None
@@ -206,7 +157,7 @@ class TrainingPanel(_Displayable):
         self.train_button = widgets.Button(description="Train", button_style="primary", icon="play")
         self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.preview = widgets.HTML()
-        self.status = widgets.HTML(_status_html("ready"))
+        self.status = widgets.HTML(status_html("ready"))
         self.figure = go.FigureWidget(
             data=[go.Scatter(x=[], y=[], mode="lines", name="train loss"),
                   go.Scatter(x=[], y=[], mode="markers", name="validation loss", marker=dict(size=8))],
@@ -318,7 +269,7 @@ class TrainingPanel(_Displayable):
             where = "every layer" if choice.layers is None else f"layer {choice.layers}"
             self.preview.value = f"trains <b>{html.escape(choice.name)}</b> at {where}"
         except (ValueError, TypeError) as err:
-            self.preview.value = _status_html(f"invalid: {err}", "error")
+            self.preview.value = status_html(f"invalid: {err}", "error")
 
     def _on_attribute(self, change) -> None:
         trained = self._trained.get(change["new"], {})
@@ -464,7 +415,7 @@ class TrainingPanel(_Displayable):
     # -- views ---------------------------------------------------------------------------------
 
     def _set_status(self, text: str, kind: str = "info") -> None:
-        self.status.value = _status_html(text, kind)
+        self.status.value = status_html(text, kind)
 
     def _reset_figure(self, name: str) -> None:
         colour = method_color(name)
@@ -490,7 +441,7 @@ class TrainingPanel(_Displayable):
         note = ("relative RMSE to the prompt-steered activations on the held-out triplets (1 = no better than "
                 "not steering, 0 = the prompt); each steerer at the triplets' soft labels, Const-DiM at 1")
         self.results.value = f"<b>{html.escape(new)}</b> compared ({html.escape(note, quote=False)}):{table}"
-        _show_figure(self.results_plot, self.faithfulness_figure)
+        show_figure(self.results_plot, self.faithfulness_figure)
 
     # -- comparison ----------------------------------------------------------------------------
 
@@ -507,7 +458,7 @@ class TrainingPanel(_Displayable):
 
         Measured at the layer of ``new`` (a one-layer steerer) and the last layer; for an
         all-layer ``new`` (or none), at every layer, tabled at a few spread layers, and drawn
-        with :func:`workbench.viz.plotting.faithfulness_curves` (``self.faithfulness_figure``).
+        with :func:`workbench.viz.curves.faithfulness_curves` (``self.faithfulness_figure``).
         Measurements are cached per steerer object; ``self.faithfulness`` gets the tidy table.
         """
         attribute = self.attribute.value if attribute is None else attribute
@@ -518,214 +469,9 @@ class TrainingPanel(_Displayable):
         last = self.model.n_layers - 1
         one_layer = new in steerers and len(steerers[new].layers) == 1
         table_layers = sorted({steerers[new].layers[0], last}) if one_layer else shown_layers(self.model.n_layers, 4)
-        self.faithfulness = faith = self._measure(attribute, data, steerers)
+        self.faithfulness = faith = self._faithfulness.measure(attribute, data, steerers)
         self.faithfulness_figure = None if one_layer else faithfulness_curves(
             faith, title=f"Faithfulness to the prompt ({html.escape(data.attribute.name)})")
-        rel = faith.pivot(index="method", columns="layer", values="rel_rmse")
-        rows = []
-        for name in [*steerers, *(["paraphrase"] if "paraphrase" in rel.index else [])]:
-            steerer = steerers.get(name)
-            history = next((h for (a, s), h in self._histories.items() if a == attribute and s is steerer), [])
-            best = None if steerer is None else steerer.info.history.get("best_val_loss")
-            rows.append({
-                "method": name,
-                "steers": "—" if steerer is None else _layers_text(steerer.layers),
-                "training": "—" if steerer is None else steerer.info.training,
-                **{f"relRMSE L{l}": float(rel.at[name, l]) for l in table_layers},
-                "final train loss": history[-1]["train_loss"] if history else float("nan"),
-                "best val loss": float("nan") if best is None else float(best),
-            })
-        return pd.DataFrame(rows)
-
-    def _measure(self, attribute: str, data: PreparedData, steerers: Mapping[str, Steerer]) -> pd.DataFrame:
-        """Tidy faithfulness rows of ``steerers`` (and the paraphrase) at every layer, cached."""
-        missing = {n: s for n, s in steerers.items() if self._faith_cache.get((attribute, n), (None,))[0] is not s}
-        para = data.paraphrase_pairs if (attribute, "paraphrase") not in self._faith_cache else None
-        if missing or para:
-            fresh = faithfulness(self.model, data.heldout_pairs,
-                                 faithfulness_strengths(missing, data.heldout_labels), paraphrase=para)
-            for name, rows in fresh.groupby("method", sort=False):
-                if name != "no steering":
-                    self._faith_cache[(attribute, name)] = (missing.get(name), rows.reset_index(drop=True))
-        keep = [*steerers, *(["paraphrase"] if (attribute, "paraphrase") in self._faith_cache else [])]
-        return pd.concat([self._faith_cache[(attribute, n)][1] for n in keep], ignore_index=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Lambda explorer
-# ---------------------------------------------------------------------------------------------
-
-
-class LambdaExplorer(_Displayable):
-    """Per-token lambda of a steered answer beside per-token Delta_PS of the prompted answer.
-
-    Args:
-        model: the model the steerer was trained on (checked).
-        steerer: a trained :class:`~workbench.steering.Steerer`.
-        questions: the questions to choose from (non-empty strings).
-        instruction: the steering instruction of the prompt-steered side (``x'``).
-        alpha: the steering strength (slider 0..4 in steps of 0.25).
-        max_new_tokens: length of both (greedy) answers.
-        layers: layers to draw (default: the steerer's, or 4 spread ones for an all-layer one).
-        auto: re-generate as soon as the question or alpha changes (else on the Generate button).
-        delta_kind: ``"acc"`` (accumulated Delta_PS, default) or ``"loc"`` (what each layer adds).
-        placement: where the instruction goes (``"system"`` or ``"user"``).
-
-    Attributes: the widgets ``question``, ``alpha``, ``layers``, ``component`` (rank > 1),
-    ``auto``, ``generate_button``, ``status``, ``steered_text`` / ``steered_plot`` (answer (a)),
-    ``prompted_text`` / ``prompted_plot`` (answer (b)); after :meth:`refresh`: ``steered`` and
-    ``prompted`` (:class:`~workbench.core.generation.Generation`), ``pair`` (the prompted answer aligned),
-    ``lambda_table`` (every steerer layer and component), ``delta_table`` (every steerer layer),
-    ``figures`` (``{"lambda": Figure, "delta": Figure}``), ``widget``.
-    """
-
-    def __init__(self, model, steerer: Steerer, questions: Sequence[str], instruction: str, alpha: float = 1.0,
-                 max_new_tokens: int = 40, layers: Sequence[int] | None = None, *, auto: bool = False,
-                 delta_kind: str = "acc", placement: str = "system") -> None:
-        if not isinstance(steerer, Steerer):
-            raise ValueError(f"steerer must be a workbench.steering.Steerer, got {type(steerer).__name__}")
-        steerer.check_model(model)
-        if isinstance(questions, str):
-            raise ValueError(f"questions must be a list of strings, got the single string {questions!r}")
-        questions = list(questions)
-        if not questions:
-            raise ValueError("questions is empty: give at least one question")
-        bad = [q for q in questions if not isinstance(q, str) or not q.strip()]
-        if bad:
-            raise ValueError(f"question {bad[0]!r} is not a non-empty string")
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
-        alpha = check_alpha(alpha)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if delta_kind not in ("acc", "loc"):
-            raise ValueError(f"delta_kind must be 'acc' or 'loc', got {delta_kind!r}")
-        default = shown_layers(steerer.layers, 4)
-        layers = default if layers is None else [int(l) for l in layers]
-        for layer in layers:
-            if layer not in steerer.layers:
-                raise ValueError(f"layer {layer} is not steered by {steerer.name}, which steers layers "
-                                 f"{list(steerer.layers)}")
-        if not layers:
-            raise ValueError("layers is empty: choose at least one of the steerer's layers")
-        self.model, self.steerer, self.instruction = model, steerer, instruction
-        self.max_new_tokens, self.delta_kind, self.placement = max_new_tokens, delta_kind, placement
-        self.config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0)
-
-        self.steered: Generation | None = None
-        self.prompted: Generation | None = None
-        self.pair: AlignedPair | None = None
-        self.lambda_table: pd.DataFrame | None = None
-        self.delta_table: pd.DataFrame | None = None
-        self.figures: dict[str, go.Figure] = {}
-        self._generated_alpha = alpha
-        self._prompted_cache: dict[str, tuple[Generation, AlignedPair, pd.DataFrame]] = {}
-
-        style = {"description_width": "70px"}
-        self.question = widgets.Dropdown(options=list(dict.fromkeys(questions)), description="question", style=style,
-                                         layout=widgets.Layout(width="520px"))
-        self.alpha = widgets.FloatSlider(value=alpha, min=min(0.0, alpha), max=max(4.0, alpha), step=0.25,
-                                         description="alpha", style=style, continuous_update=False)
-        self.layers = widgets.SelectMultiple(options=list(steerer.layers), value=tuple(sorted(set(layers))),
-                                             rows=min(6, len(steerer.layers)), description="layers", style=style)
-        self.component = widgets.Dropdown(options=list(range(steerer.rank)), value=0, description="component",
-                                          style=style, layout=widgets.Layout(
-                                              width="160px", display=None if steerer.rank > 1 else "none"))
-        self.auto = widgets.Checkbox(value=auto, description="re-generate on change", indent=False)
-        self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play")
-        self.status = widgets.HTML(_status_html("press Generate"))
-        self.steered_text, self.steered_plot = widgets.HTML(), widgets.Output()
-        self.prompted_text, self.prompted_plot = widgets.HTML(), widgets.Output()
-
-        self.question.observe(self._on_input, names="value")
-        self.alpha.observe(self._on_input, names="value")
-        self.layers.observe(self._on_view, names="value")
-        self.component.observe(self._on_view, names="value")
-        self.generate_button.on_click(lambda _: self._guarded(self.refresh))
-        self.widget = widgets.VBox([
-            self.question, widgets.HBox([self.alpha, self.component, self.auto, self.generate_button]),
-            self.layers, self.status, self.steered_text, self.steered_plot, self.prompted_text, self.prompted_plot,
-        ])
-
-    # -- generation ----------------------------------------------------------------------------
-
-    def refresh(self) -> "LambdaExplorer":
-        """Generate (a) the steered answer and (b) the prompted one (cached per question) for the
-        current question and alpha, read lambda and Delta_PS, and redraw. Synchronous."""
-        question = self.question.value
-        alpha = check_alpha(self.alpha.value)
-        self._selected_layers()
-        self._set_status(f"generating at alpha {alpha:g} ...")
-        self.steered = generate_answers(self.model, [question], steerers=[(self.steerer, alpha)], config=self.config,
-                                        progress=False)[0]
-        self.lambda_table = generation_lambda_table(self.steered, self.model.tokenizer, layers=self.steerer.layers)
-        self._generated_alpha = alpha
-        self.prompted, self.pair, self.delta_table = self._prompted_side(question)
-        self._redraw()
-        self._set_status(f"alpha {alpha:g}: steered answer {len(self.steered.ids)} tokens, prompted answer "
-                         f"{len(self.prompted.ids)} tokens", "ok")
-        return self
-
-    def _prompted_side(self, question: str) -> tuple[Generation, AlignedPair, pd.DataFrame]:
-        """The prompt-steered answer, its aligned pair and its Delta_PS table (cached: no alpha in it)."""
-        if question not in self._prompted_cache:
-            answer = generate_answers(self.model, [question], instruction=self.instruction, config=self.config,
-                                      placement=self.placement, progress=False)[0]
-            pair = align(self.model.tokenizer, question, self.instruction, answer.ids, placement=self.placement,
-                         max_len=self.model.n_ctx)
-            table = pair_magnitudes(self.model, [pair], layers=list(self.steerer.layers), kind=self.delta_kind)
-            self._prompted_cache[question] = (answer, pair, table)
-        return self._prompted_cache[question]
-
-    # -- views ---------------------------------------------------------------------------------
-
-    def _selected_layers(self) -> list[int]:
-        layers = sorted(self.layers.value)
-        if not layers:
-            raise ValueError("no layer selected: choose at least one of the steerer's layers")
-        return layers
-
-    def _redraw(self) -> None:
-        """Heat maps of the current tables at the selected layers (no model call)."""
-        if self.lambda_table is None or self.delta_table is None:
-            return
-        layers = self._selected_layers()
-        name = html.escape(self.steerer.name)
-        lam = self.lambda_table[self.lambda_table["component"] == self.component.value]
-        part = f", component {self.component.value}" if self.steerer.rank > 1 else ""
-        self.figures = {
-            "lambda": token_heatmap(lam, value="lambda", layers=layers, scale="linear",
-                                    title=f"(a) lambda of {name} at alpha {self._generated_alpha:g}{part}"),
-            "delta": token_heatmap(self.delta_table, value="norm", layers=layers, scale="log", per_layer=True,
-                                   title=f"(b) ||Delta_PS|| ({self.delta_kind}) of the prompted answer"),
-        }
-        self.steered_text.value = self._answer_html("steered", self.steered)
-        self.prompted_text.value = self._answer_html("prompted", self.prompted)
-        _show_figure(self.steered_plot, self.figures["lambda"])
-        _show_figure(self.prompted_plot, self.figures["delta"])
-
-    def _answer_html(self, which: str, answer: Generation) -> str:
-        if which == "steered":
-            head = f"(a) steered by {self.steerer.name} at alpha {self._generated_alpha:g}"
-        else:
-            head = f"(b) prompted with: {self.instruction}"
-        return f"<b>{html.escape(head)}</b><br><i>{html.escape(answer.text) or '(empty)'}</i>"
-
-    def _on_input(self, change) -> None:
-        if self.auto.value:
-            self._guarded(self.refresh)
-        elif self.steered is not None:
-            self._set_status("question or alpha changed: press Generate", "warning")
-
-    def _on_view(self, change) -> None:
-        self._guarded(self._redraw)
-
-    def _guarded(self, action: Callable[[], Any]) -> None:
-        """Run a widget callback; an error goes to the status line instead of the void."""
-        try:
-            action()
-        except Exception as err:  # noqa: BLE001 - shown to the user
-            self._set_status(f"error: {type(err).__name__}: {err}", "error")
-
-    def _set_status(self, text: str, kind: str = "info") -> None:
-        self.status.value = _status_html(text, kind)
+        histories = {name: next((h for (a, s), h in self._histories.items() if a == attribute and s is steerer), [])
+                     for name, steerer in steerers.items()}
+        return comparison_table(faith, steerers, table_layers, histories)

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from workbench import models
+from workbench.core import models
 from workbench.core.models import check_model_cache, load_model
 
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from workbench import experiment
+from workbench.app import experiment
 from workbench.app.experiment import ExperimentConfig, run_experiment
 from workbench.data.attributes import make_attribute
 from workbench.evaluation.comparison import EvalConfig
@@ -86,7 +86,7 @@ def test_a_tiny_experiment_end_to_end_and_resumed(tiny_model, planted_attribute,
     def refuse(*args, **kwargs):
         raise AssertionError("recomputed something that was stored")
 
-    monkeypatch.setattr("workbench.steering.train_steerer", refuse)
+    monkeypatch.setattr(experiment, "train_steerer", refuse)
     monkeypatch.setattr("workbench.evaluation.comparison.generate_answers", refuse)
     monkeypatch.setattr(experiment, "faithfulness", refuse)
     again = run_experiment(tiny_model, config, tmp_path, **kwargs)
@@ -105,9 +105,10 @@ def test_too_few_kept_triplets_is_a_clear_error(tiny_model, planted_attribute, t
 def test_the_same_call_runs_with_an_llm_judge_endpoint(tiny_model, planted_attribute, tmp_path):
     """The TA@C comparison scored by an OpenAI-compatible judge (a scripted server on 127.0.0.1):
     coherence falls with the answer's length, so the strength search has something to find."""
-    from test_llm_judge import FakeServer, Reply, completion
+    from judges.fake_judge_server import FakeServer, Reply, completion
 
-    from workbench.judges.llm_judge import LLMJudgeConfig, make_llm_judges
+    from workbench.judges.llm_client import LLMJudgeConfig
+    from workbench.judges.llm_judges import make_llm_judges
 
     server = FakeServer()
 

@@ -3,7 +3,7 @@ import pytest
 
 from workbench.data.attributes import make_attribute
 from workbench.data.triplets import TripletConfig, TripletSet, build_triplets
-from workbench.judges.offline import Score
+from workbench.judges.base import Score
 
 
 class ConstantJudge:

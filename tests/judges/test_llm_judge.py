@@ -1,106 +1,23 @@
-"""LLM judge against a scripted OpenAI-compatible server on 127.0.0.1 (no network, < 20 s)."""
+"""LLM judge against a scripted OpenAI-compatible server on 127.0.0.1 (no network, < 30 s)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import socket
-import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import pytest
 
-from workbench import llm_judge as lj
-from workbench.judges.offline import Judge, Score
+from judges.fake_judge_server import FakeServer, Reply, completion, scripted_judge
+from workbench import judges as lj
+from workbench.judges.base import Judge, Score
 
 KEY = "sk-test-SECRET-4242"
-
-
-# --------------------------------------------------------------------------- fake server
-
-
-def completion(content: str, top: dict[str, float] | None = None) -> dict[str, Any]:
-    """A chat-completions response; ``top`` maps first-token strings to probabilities."""
-    choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content},
-                              "finish_reason": "stop"}
-    if top is not None:
-        tops = [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top.items()]
-        first = max(top, key=top.get)
-        choice["logprobs"] = {"content": [
-            {"token": first, "logprob": math.log(top[first]), "top_logprobs": tops}
-        ]}
-    return {"id": "x", "object": "chat.completion", "choices": [choice]}
-
-
-class Reply:
-    def __init__(self, status: int = 200, body: Any = None, headers: dict[str, str] | None = None,
-                 delay: float = 0.0, raw: bytes | None = None) -> None:
-        self.status, self.body, self.headers, self.delay, self.raw = status, body, headers or {}, delay, raw
-
-
-class FakeServer:
-    """Answers POST /v1/chat/completions from a script (a queue of Reply objects, then
-    ``default``, or a function of the request body); records every request."""
-
-    def __init__(self) -> None:
-        self.script: list[Reply] = []
-        self.default: Callable[[dict], Reply] | Reply = Reply(body=completion("50"))
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"null")
-                with server.lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    reply = server.script.pop(0) if server.script else server.default
-                if callable(reply):
-                    reply = reply(body)
-                if reply.delay:
-                    server.stop.wait(reply.delay)
-                    if server.stop.is_set():
-                        return
-                data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
-                try:
-                    self.send_response(reply.status)
-                    for k, v in reply.headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            block_on_close = False
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def n(self) -> int:
-        with self.lock:
-            return len(self.requests)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -193,7 +110,7 @@ def test_parse_rating_after_last_marker():
     assert lj.parse_rating("Rating: [[2]]\nthanks") == 2
     assert lj.parse_rating("I think it deserves a 2") == 0  # no marker
     assert lj.parse_rating("Rating: two") == 0
-    assert lj.parse_rating("Rating: 2\nlater Rating: 7") == 0  # last marker wins, out of range
+    assert lj.parse_rating("Rating: 2\nlater Rating: 7") is None  # last marker wins, off the scale: missing
 
 
 def test_combine_ratings_harmonic_mean():

@@ -1,23 +1,32 @@
 """Instruction following (IFEval-style): the instruction file and its validation, strict and loose
-checks on hand-written answers, the training-sample filter, and the wiring of the comparison on
-planted answers and in one small real run on the tiny model."""
+checks on hand-written answers, the instruction as a judge (100 or 0) and as an attribute, the
+training-sample filter (through the triplet builder), and the wiring of the comparison (through the
+comparison's Evaluator) on planted answers and in small real runs on the tiny model."""
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 import random
 import re
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from workbench import instruction_following as inf
+import workbench.data.instructions as instructions_module
+import workbench.evaluation.instruction_following as inf
 from workbench.core.chat import encode_response
 from workbench.core.fingerprint import sample_seed
 from workbench.core.generation import Generation, SamplingConfig
+from workbench.data import triplets
+from workbench.data.instructions import instruction_attribute, instruction_questions
+from workbench.data.triplets import TripletSet
+from workbench.evaluation import comparison
 from workbench.evaluation.instruction_following import (
     SUMMARY_COLUMNS,
     Instruction,
@@ -31,12 +40,16 @@ from workbench.evaluation.instruction_following import (
     score_responses,
 )
 from workbench.evaluation.strength import bootstrap_ci
+from workbench.judges import ifeval
+from workbench.judges.base import Judge
+from workbench.judges.ifeval import IFEvalJudge
+from workbench.judges.offline import FunctionJudge
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TRAIN_Q = list(inf._questions("train"))
-VAL_Q = list(inf._questions("validation"))
-TEST_Q = list(inf._questions("test"))
+TRAIN_Q = list(instruction_questions()["train"])
+VAL_Q = list(instruction_questions()["validation"])
+TEST_Q = list(instruction_questions()["test"])
 
 
 def entry(**changes):
@@ -234,6 +247,61 @@ def test_language_detection_is_deterministic():
     assert DetectorFactory.seed is None  # the seed is restored after each check
 
 
+# --------------------------------------------------------------------------- the instruction as a judge
+
+
+def test_the_instruction_judge_scores_100_or_0_on_planted_responses():
+    judge = IFEvalJudge("punctuation:no_comma")
+    assert isinstance(judge, Judge) and judge.name == "ifeval punctuation:no_comma" and not judge.loose
+    planted = ["Bees make honey.", "Yes, they do.", "Sure, here you go:\nBees make honey.", "", "   "]
+    scores = judge.score_batch(["Q?"] * len(planted), planted)
+    assert [s.value for s in scores] == [100.0, 0.0, 0.0, 0.0, 0.0]
+    assert scores[0].reason == "follows punctuation:no_comma" and scores[3].reason == "empty response"
+    loose = IFEvalJudge("punctuation:no_comma", loose=True)
+    assert [s.value for s in loose.score_batch(["Q?"] * len(planted), planted)] == [100.0, 0.0, 100.0, 0.0, 0.0]
+    assert loose.name == "ifeval punctuation:no_comma (loose)"
+    # the arguments are part of the name (cache keys use it), frozen, and validated
+    french = IFEvalJudge("language:response_language", {"language": "fr"})
+    assert french.name == 'ifeval language:response_language {"language": "fr"}'
+    assert french.score("Q?", "Le ciel est bleu parce que la lumière du soleil est diffusée par l'air.").value == 100.0
+    assert french.score("Q?", "The sky is blue because air scatters sunlight.").value == 0.0
+    assert IFEvalJudge("keywords:existence", {"keywords": ["ocean"]}).arguments == {"keywords": ["ocean"]}
+    with pytest.raises(TypeError):
+        french.kwargs["language"] = "es"
+    with pytest.raises(ValueError, match=r"needs kwargs \['relation'\]"):
+        IFEvalJudge("length_constraints:number_words", {"num_words": 30})
+    with pytest.raises(ValueError, match="unknown checker 'nope'"):
+        IFEvalJudge("nope")
+    with pytest.raises(ValueError, match="got 2 questions but 1 responses"):
+        judge.score_batch(["a", "b"], ["x"])
+    with pytest.raises(TypeError, match="must be a str"):
+        judge.score("Q?", None)
+    assert ifeval.checker_class("ConstrainedStartChecker").__name__ == "ConstrainedStartChecker"
+
+
+def test_an_instruction_is_an_attribute_judged_by_its_checker():
+    ins = get_instruction("no_commas")
+    strict, loose = ins.judge(), ins.judge(loose=True)
+    assert strict.checker == ins.checker and dict(strict.kwargs) == dict(ins.kwargs) and loose.loose
+    assert [strict.score("Q?", r).value for r in ("Bees make honey.", "Yes, they do.")] == [100.0, 0.0]
+    attribute = instruction_attribute("no_commas")
+    assert attribute.name == "if:no_commas" and attribute.instructions == (ins.text,)
+    assert attribute.judge.name == strict.name
+    assert [s.value for s in attribute.score(["Q?", "Q?"], ["Bees make honey.", "Yes, they do."])] == [100.0, 0.0]
+    assert {s: list(attribute.questions(s)) for s in ("train", "validation", "test")} == {
+        "train": TRAIN_Q, "validation": VAL_Q, "test": TEST_Q}  # the shared pool's splits
+    assert instruction_attribute(ins, loose=True).judge.name == loose.name
+    # chosen training questions: the other splits leave them out
+    mine = instruction_attribute(ins, train=[TEST_Q[0], "Why is the sky blue?"])
+    assert mine.questions("train") == (TEST_Q[0], "Why is the sky blue?") and TEST_Q[0] not in mine.questions("test")
+
+
+@pytest.mark.parametrize("module", [ifeval, instructions_module, inf])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0, result
+
+
 def test_score_responses_table():
     ins = make("punctuation:no_comma")
     table = score_responses(ins, ["Q1?", "Q2?", "Q3?"], ["Bees make honey.", "Yes, they do.", ""])
@@ -295,10 +363,14 @@ def test_sample_training_pairs_keeps_passing_coherent_samples(tiny_model, monkey
         qs[4]: "",                                                    # empty: fails
     })
     calls = []
-    monkeypatch.setattr(inf, "generate", planted_generate(planted, calls))
+    monkeypatch.setattr(triplets, "generate", planted_generate(planted, calls))
     ins = get_instruction("no_commas")
     samples = sample_training_pairs(tiny_model, ins, qs, seed=3, progress=False)
     table = samples.table
+    # drawn by the triplet builder: the attribute is the instruction, judged by its checker
+    assert samples.triplets.meta["attribute"] == "if:no_commas" and samples.directory is None
+    assert samples.triplets.table["attr_score"].tolist() == [100.0, 0.0, 100.0, 100.0, 0.0]
+    assert (samples.triplets.kept["soft_label"] == 1.0).all()
     assert list(table.columns) == ["instruction", "question", "sample_index", "sample_seed", "response", "passed",
                                    "coherence", "kept"]
     assert table["passed"].tolist() == [True, False, True, True, False]
@@ -326,13 +398,13 @@ def test_sample_training_pairs_keeps_passing_coherent_samples(tiny_model, monkey
 def test_sample_training_pairs_seeds_and_errors(tiny_model, monkeypatch):
     qs = TRAIN_Q[:2]
     calls = []
-    monkeypatch.setattr(inf, "generate", planted_generate(Planted({q: "Short answer." for q in qs}), calls))
+    monkeypatch.setattr(triplets, "generate", planted_generate(Planted({q: "Short answer." for q in qs}), calls))
     samples = sample_training_pairs(tiny_model, "no_commas", qs, samples_per_question=3, seed=0, progress=False)
     assert len(samples.table) == 6 and samples.table["sample_index"].tolist() == [0, 1, 2, 0, 1, 2]
     assert samples.table["sample_seed"].nunique() == 6
     greedy = sample_training_pairs(tiny_model, "no_commas", qs, sampling=SamplingConfig(temperature=0.0),
                                    progress=False)
-    assert calls[-1]["row_seeds"] is None and len(greedy.pairs) == 2
+    assert calls[-1]["sampling"].temperature == 0.0 and len(greedy.pairs) == 2
     with pytest.raises(ValueError, match="samples_per_question must be >= 1"):
         sample_training_pairs(tiny_model, "no_commas", qs, samples_per_question=0, progress=False)
     with pytest.raises(ValueError, match="no questions"):
@@ -341,19 +413,33 @@ def test_sample_training_pairs_seeds_and_errors(tiny_model, monkeypatch):
         sample_training_pairs(tiny_model, "no_commas", qs, placement="middle", progress=False)
 
 
+def test_sample_training_pairs_stores_and_resumes_in_a_directory(tiny_model, monkeypatch, tmp_path):
+    qs = TRAIN_Q[:3]
+    calls = []
+    monkeypatch.setattr(triplets, "generate", planted_generate(Planted({q: "Short answer." for q in TRAIN_Q}), calls))
+    first = sample_training_pairs(tiny_model, "no_commas", qs, tmp_path / "t", progress=False)
+    assert first.directory == tmp_path / "t" and len(calls) == 1
+    stored = TripletSet.load(tmp_path / "t")
+    assert stored.table["question"].tolist() == qs and stored.meta["attribute"] == "if:no_commas"
+    again = sample_training_pairs(tiny_model, "no_commas", TRAIN_Q[:5], tmp_path / "t", progress=False)
+    assert len(calls) == 2 and [q for p in calls[1]["prompts"] for q in TRAIN_Q[:5] if q in p] == TRAIN_Q[3:5]
+    pd.testing.assert_frame_equal(again.table.iloc[:3], first.table)
+
+
 # --------------------------------------------------------------------------- the comparison, planted
 
 PASS, FAIL = "Bees make honey.", "Yes, they do."
 
 
-def planted_answers(rule):
-    """A stand-in for ``generate_answers``: ``rule(question, prompt, steerer rank or 0, alpha)`` says
-    whether the answer follows the instruction (no commas)."""
+def planted_answers(rule, suffix=lambda alpha: ""):
+    """A stand-in for ``generate_answers`` (as the comparison's Evaluator calls it):
+    ``rule(question, prompt, steerer rank or 0, alpha)`` says whether the answer follows the
+    instruction (no commas); ``suffix(alpha)`` is appended to it."""
 
     def fake(model, questions, *, instruction=None, steerers=(), **kwargs):
         rank, alpha = (steerers[0][0].rank, steerers[0][1]) if steerers else (0, 0.0)
-        return [Generation(q, instruction, [1], PASS if rule(q, instruction is not None, rank, alpha) else FAIL, 1)
-                for q in questions]
+        return [Generation(q, instruction, [1], (PASS if rule(q, instruction is not None, rank, alpha) else FAIL)
+                           + suffix(alpha), 1) for q in questions]
 
     return fake
 
@@ -374,8 +460,8 @@ def planted_run(tiny_model, monkeypatch):
     from workbench.steering import TrainConfig
 
     training = Planted({q: PASS for q in TRAIN_Q})
-    monkeypatch.setattr(inf, "generate", planted_generate(training))
-    monkeypatch.setattr(inf, "generate_answers", planted_answers(planted_rule))
+    monkeypatch.setattr(triplets, "generate", planted_generate(training))
+    monkeypatch.setattr(comparison, "generate_answers", planted_answers(planted_rule))
 
     def run(**kwargs):
         args = dict(instructions=["no_commas"], n_train=4, n_test=6, n_val=4, layers=1, rank=2,
@@ -404,7 +490,8 @@ def test_planted_run_reports_accuracies_and_intervals(planted_run):
     # fixed alpha 1 on the steered rows, none on the others; the steerers' ranks and layers
     assert rows.loc["PSR", "alpha"] == 1.0 and math.isnan(rows.loc["prompt", "alpha"])
     assert rows.loc["PSR", "rank"] == 1 and rows.loc["rank-r PSR", "rank"] == 2 and rows.loc["prompt", "rank"] == 0
-    assert rows.loc["PSR", "layers"] == "1" and rows.loc["PSR", "steerer"] == "S-PSR-MSE"
+    assert rows.loc["PSR", "layers"] == "1" and rows.loc["PSR", "steerer"] == "S-PSR"  # the names grammar
+    assert rows.loc["rank-r PSR", "steerer"] == "S-PSR r2"
     assert (summary["n_train"] == 4).all() and (summary["train_pass_rate"] == 1.0).all()
     assert (summary["note"] == "").all() and (summary["seed"] == 0).all()
     # the answers behind the table, and the steerers by name
@@ -413,6 +500,10 @@ def test_planted_run_reports_accuracies_and_intervals(planted_run):
     assert set(run.steerers) == {("no_commas", "PSR"), ("no_commas", "rank-r PSR")}
     assert run.steerers[("no_commas", "rank-r PSR")].rank == 2
     assert len(run.training["no_commas"].pairs) == 4 and run.sweep.empty
+    responses = run.responses.set_index("method")
+    assert list(run.responses.columns) == inf.RESPONSE_COLUMNS
+    assert responses.loc["PSR", "strict"].tolist() == expected["PSR"] and (responses.loc["PSR", "alpha"] == 1.0).all()
+    assert responses.loc["prompt", "question"].tolist() == TEST_Q[:6]
 
 
 def test_alpha_sweep_picks_the_best_validation_alpha(planted_run):
@@ -434,7 +525,7 @@ def test_alpha_sweep_picks_the_best_validation_alpha(planted_run):
 
 def test_too_few_kept_triplets_leave_steered_rows_empty(tiny_model, monkeypatch, planted_run):
     training = Planted({q: (PASS if i < 2 else FAIL) for i, q in enumerate(TRAIN_Q)})
-    monkeypatch.setattr(inf, "generate", planted_generate(training))
+    monkeypatch.setattr(triplets, "generate", planted_generate(training))
     run = planted_run(min_train=3)
     rows = run.summary.set_index("method")
     for method in ("PSR", "rank-r PSR", "PSR + prompt"):
@@ -461,12 +552,36 @@ def test_unsteered_answers_are_generated_once(tiny_model, monkeypatch, planted_r
         calls.append((kwargs.get("instruction"), len(kwargs.get("steerers", ()))))
         return fake(model, questions, **kwargs)
 
-    monkeypatch.setattr(inf, "generate_answers", counting)
+    monkeypatch.setattr(comparison, "generate_answers", counting)
     run = planted_run(instructions=["no_commas", get_instruction("keyword_ocean")], methods=("no steering", "prompt"))
     assert calls.count((None, 0)) == 1
     assert len(run.summary) == 4
     # the keyword checker fails every planted answer, even the prompted ones
     assert run.summary.set_index(["instruction", "method"]).loc[("keyword_ocean", "prompt"), "strict_accuracy"] == 0
+    # the shared unsteered answers are judged by each instruction's own checker
+    unsteered = run.responses[run.responses["method"] == "no steering"]
+    assert unsteered.groupby("instruction")["response"].apply(list).nunique() == 1
+    assert unsteered.groupby("instruction")["strict"].mean().to_dict() == {"keyword_ocean": 0.0, "no_commas": 0.0}
+
+
+def test_equal_coherence_strength(planted_run, monkeypatch):
+    # coherence 90 up to alpha 2, then 10: the equal-coherence search finds alpha 2 for target 90
+    monkeypatch.setattr(comparison, "generate_answers", planted_answers(planted_rule, lambda a: " zz" if a > 2 else ""))
+    judge = FunctionJudge(lambda r: 10.0 if r.endswith("zz") else 90.0, name="planted coherence")
+    run = planted_run(coherence_target=90.0, coherence_judge=judge, methods=("prompt", "PSR", "PSR + prompt"))
+    rows = run.summary.set_index("method")
+    assert rows.loc["PSR", "alpha"] == 2.0 and rows.loc["PSR", "strict_accuracy"] == 1.0
+    assert rows.loc["PSR + prompt", "alpha"] == 2.0 and rows.loc["PSR", "note"] == ""
+    assert rows.loc["prompt", "coherence"] == 90.0 and math.isnan(rows.loc["prompt", "alpha"])
+    psr = run.sweep[run.sweep["method"] == "PSR"]
+    assert {0.0, 1.0, 2.0, 4.0} <= set(psr["alpha"]) and (psr["n"] == 4).all()
+    assert psr.set_index("alpha").loc[4.0, "val_coherence"] == 10.0
+    # "prompt": the prompt's own validation coherence is the target
+    same = planted_run(coherence_target="prompt", coherence_judge=judge, methods=("PSR",))
+    assert same.summary["alpha"].tolist() == [2.0]
+    # a target no strength reaches: the nearest, with the search's reason
+    missed = planted_run(coherence_target=50.0, coherence_judge=judge, methods=("PSR",))
+    assert missed.summary["note"].iloc[0] != ""
 
 
 def test_bad_runs(tiny_model):
@@ -486,6 +601,8 @@ def test_bad_runs(tiny_model):
         run_instruction_following(tiny_model, ["no_commas"], steer_method="const-dim", layers=1, progress=False)
     with pytest.raises(ValueError, match="unknown instruction 'nope'"):
         run_instruction_following(tiny_model, ["nope"], layers=1, progress=False)
+    with pytest.raises(ValueError, match="coherence_target must be a number in 0-100 or 'prompt'"):
+        run_instruction_following(tiny_model, ["no_commas"], coherence_target="C80", layers=1, progress=False)
 
 
 # --------------------------------------------------------------------------- a small real run
@@ -514,17 +631,54 @@ def test_a_tiny_real_run_is_reproducible_from_its_seed(tiny_model):
     assert other.training["anything"].table["sample_seed"].tolist() != first.training["anything"].table["sample_seed"].tolist()
 
 
+def test_a_real_run_draws_its_triplets_with_the_triplet_builder_and_keeps_them(tiny_model, monkeypatch, tmp_path):
+    from workbench.steering import TrainConfig
+
+    anything = Instruction("anything", "You are a pirate. Say arr.", "keywords:forbidden_words",
+                           {"forbidden_words": ["zqxjv"]})
+    args = dict(n_train=4, n_test=3, layers=1, max_new_tokens=6, coherence_threshold=None, methods=("prompt", "PSR"),
+                train_config=TrainConfig(steps=4, seed=0), n_boot=200, progress=False, directory=tmp_path)
+    built = []
+
+    def spy(model, attribute, directory, config, **kwargs):
+        built.append((attribute.name, attribute.questions("train"), Path(directory), config))
+        return triplets.build_triplets(model, attribute, directory, config, **kwargs)
+
+    monkeypatch.setattr(instructions_module, "build_triplets", spy)
+    run = run_instruction_following(tiny_model, [anything], **args)
+    samples = run.training["anything"]
+    assert built == [("if:anything", tuple(TRAIN_Q[:4]), samples.directory, built[0][3])]
+    assert built[0][3].temperature == 0.7 and built[0][3].max_new_tokens == 6 and built[0][3].seed == 0
+    # the run directory holds the triplets the builder wrote, and the judged answers
+    assert run.directory == tmp_path and samples.directory.parent == tmp_path / "anything"
+    stored = TripletSet.load(samples.directory)
+    assert stored.meta["attribute"] == "if:anything" and stored.table["question"].tolist() == TRAIN_Q[:4]
+    assert stored.table["sample_seed"].tolist() == samples.table["sample_seed"].tolist()
+    assert stored.table["kept"].tolist() == samples.table["kept"].tolist() and stored.table["kept"].sum() >= 2
+    assert len(list((tmp_path / "answers").glob("*.parquet"))) == 2  # prompt, PSR at alpha 1
+    # a rerun samples and generates nothing again, and gives the same table
+    def boom(*a, **k):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(triplets, "generate", boom)
+    monkeypatch.setattr(comparison, "generate_answers", boom)
+    again = run_instruction_following(tiny_model, [anything], **args)
+    cols = [c for c in SUMMARY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(run.summary[cols], again.summary[cols])
+    assert again.training["anything"].directory == samples.directory
+
+
 # --------------------------------------------------------------------------- the embedded model
 
 
 @pytest.mark.integration
 def test_a_default_instruction_is_followed_when_prompted(embedded_model):
-    # measured on these 6 questions (batch 18): 5 of 6 answers under 30 words with the prompt, none without
+    # measured on the first 6 test questions (greedy, 64 tokens): 5 of 6 answers under 30 words with
+    # the prompt, none without
     ins = get_instruction("max_words_30")
     assert ins.default
-    qs = TEST_Q[:6]
-    greedy = SamplingConfig(max_new_tokens=64, temperature=0.0)
-    with_prompt = inf.instruction_responses(embedded_model, ins, qs, prompt=True, sampling=greedy)
-    without = inf.instruction_responses(embedded_model, ins, qs, prompt=False, sampling=greedy)
-    assert with_prompt["strict"].mean() >= without["strict"].mean() + 0.5, (
-        with_prompt["response"].tolist(), without["response"].tolist())
+    run = run_instruction_following(embedded_model, [ins], methods=("no steering", "prompt"), n_test=6,
+                                    max_new_tokens=64, progress=False)
+    acc = run.summary.set_index("method")["strict_accuracy"]
+    assert acc["prompt"] >= acc["no steering"] + 0.5, run.responses[["method", "response"]].values.tolist()
+    assert not run.training and run.responses["question"].iloc[:6].tolist() == TEST_Q[:6]

@@ -13,13 +13,34 @@ def test_round_trip_float32_is_exact(tiny_model, tiny_pairs, tmp_path):
     direct = extract_batch(tiny_model, tiny_pairs)
     assert sorted(store.sample_ids) == [0, 1, 2]
     assert len(store.shards) == 2
+    assert store.sample_ids != [0, 1, 2]  # extraction batches by length: store order is not pair order
     order = torch.cat([torch.nonzero(direct.sample == s).flatten() for s in store.sample_ids])
     for i, layer in enumerate(store.layers):
-        torch.testing.assert_close(store.get("acc", layer), direct.acc[i][order], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(store.get("loc", layer), direct.loc[i][order], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(store.get("steered", layer), direct.steered[i][order], rtol=1e-4, atol=1e-4)
+        # the default is pair order: the rows of extract_batch on the pairs as given
+        torch.testing.assert_close(store.get("acc", layer), direct.acc[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(store.get("loc", layer), direct.loc[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(store.get("steered", layer), direct.steered[i], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(store.get("acc", layer, order="store"), direct.acc[i][order], rtol=1e-4, atol=1e-4)
     one = store.get("acc", 1, samples=[2])
     assert one.shape[0] == tiny_pairs[2].span_len
+
+
+def test_get_and_tokens_agree_row_for_row_in_the_order_asked(tiny_model, tiny_pairs, tmp_path):
+    store = extract_deltas(tiny_model, tiny_pairs, tmp_path / "s", batch_size=2, dtype="float32", progress=False)
+    direct = extract_batch(tiny_model, tiny_pairs)
+    tokens = store.tokens()
+    assert torch.equal(tokens["sample"], direct.sample)
+    assert torch.equal(tokens["token_ids"], torch.cat([torch.as_tensor(p.base_ids[p.base_start:]) for p in tiny_pairs]))
+    picked = store.tokens(samples=[2, 0])
+    lens = [tiny_pairs[2].span_len, tiny_pairs[0].span_len]
+    assert picked["sample"].tolist() == [2] * lens[0] + [0] * lens[1]
+    assert picked["position"].tolist() == list(range(lens[0])) + list(range(lens[1]))
+    rows = torch.cat([torch.nonzero(direct.sample == s).flatten() for s in (2, 0)])
+    torch.testing.assert_close(store.get("acc", 1, samples=[2, 0]), direct.acc[1][rows], rtol=1e-4, atol=1e-4)
+    with pytest.raises(KeyError, match=r"samples \[7\] are not in this store"):
+        store.get("acc", 1, samples=[7])
+    with pytest.raises(ValueError, match="order must be"):
+        store.get("acc", 1, order="sorted")
 
 
 def test_float16_default_is_close(tiny_model, tiny_pairs, tmp_path):
@@ -28,8 +49,7 @@ def test_float16_default_is_close(tiny_model, tiny_pairs, tmp_path):
     direct = extract_batch(tiny_model, tiny_pairs)
     got = store.get("acc", 2)
     assert got.dtype == torch.float32
-    order = torch.cat([torch.nonzero(direct.sample == s).flatten() for s in store.sample_ids])
-    want = direct.acc[2][order]
+    want = direct.acc[2]
     assert store.n_tokens == want.shape[0]
     assert 0 < (got - want).norm() / want.norm() < 1e-3  # rounded, but only at float16 precision
 

@@ -42,7 +42,7 @@ def test_every_paper_figure_comes_from_the_run(tiny_model, tiny_run):
 
 
 def test_without_a_browser_the_html_is_written_and_the_reason_given(tiny_model, tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr("workbench.viz.plotting.find_browser", lambda: None)
+    monkeypatch.setattr("workbench.viz.export.find_browser", lambda: None)
     figures = paper_figures(tiny_model, tiny_run)
     written, problem = write_figures(figures, tmp_path)
     assert {p.name for p in written} == {f"{n}.html" for n in FIGURE_NAMES} | {"plotly.min.js"}

@@ -18,10 +18,11 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from workbench import widgets as W
 from workbench.activations.deltas import pair_magnitudes
+from workbench.app import lambda_explorer, steerer_comparison
 from workbench.app.experiment import ExperimentConfig, faithfulness_strengths, prepare_data
-from workbench.app.widgets import LambdaExplorer, TrainingPanel
+from workbench.app.lambda_explorer import LambdaExplorer
+from workbench.app.training_panel import TrainingPanel
 from workbench.core.chat import align
 from workbench.core.generation import SamplingConfig, generate_answers
 from workbench.data.attributes import make_attribute
@@ -243,13 +244,13 @@ def test_comparison_lists_the_new_steerer_and_the_others(tiny_model, data, monke
     elsewhere = train_steerer("const-dim", tiny_model, data.soft_labels, layers=2, store=data.store,
                               attribute="another attribute", progress=False)
     measured = []
-    real = W.faithfulness
+    real = steerer_comparison.faithfulness
 
     def spy(model, pairs, methods=None, **kwargs):
         measured.append(sorted(methods or {}) + (["paraphrase"] if kwargs.get("paraphrase") else []))
         return real(model, pairs, methods, **kwargs)
 
-    monkeypatch.setattr(W, "faithfulness", spy)
+    monkeypatch.setattr(steerer_comparison, "faithfulness", spy)
     panel = TrainingPanel(tiny_model, data, others={"Const-DiM": dim, "Cat DiM": elsewhere}, config=CONFIG)
     new = panel.train(blocking=True)  # S-PSR at layer 1
 
@@ -392,13 +393,13 @@ def test_alpha_zero_is_the_unsteered_answer_with_lambdas(tiny_model, s_psr):
 
 def test_prompted_side_is_cached_and_auto_regenerates(tiny_model, s_psr, monkeypatch):
     calls = []
-    real = W.generate_answers
+    real = lambda_explorer.generate_answers
 
     def spy(*args, **kwargs):
         calls.append(kwargs.get("instruction"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(W, "generate_answers", spy)
+    monkeypatch.setattr(lambda_explorer, "generate_answers", spy)
     explorer = LambdaExplorer(tiny_model, s_psr, QUESTIONS[:2], INSTRUCTION, max_new_tokens=6)
     assert not explorer.auto.value
     explorer.refresh()
@@ -440,7 +441,7 @@ def test_explorer_refuses_bad_inputs(tiny_model, s_psr):
     other = s_psr.with_params(info=replace(s_psr.info, model_id="someone/else"))
     with pytest.raises(ValueError, match="'someone/else'"):
         LambdaExplorer(tiny_model, other, ["Why?"], INSTRUCTION)
-    with pytest.raises(ValueError, match="layer 0 is not steered by S-PSR-MSE"):
+    with pytest.raises(ValueError, match=r"layer 0 is not steered by S-PSR, which steers layers \[1\]"):
         LambdaExplorer(tiny_model, s_psr, ["Why?"], INSTRUCTION, layers=[0])
     with pytest.raises(ValueError, match="alpha must be finite"):
         LambdaExplorer(tiny_model, s_psr, ["Why?"], INSTRUCTION, alpha=float("nan"))

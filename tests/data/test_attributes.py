@@ -18,7 +18,8 @@ from workbench.data.attributes import (
     make_attribute,
     split_questions,
 )
-from workbench.judges.offline import AttributeJudge, CoherenceJudge, UppercaseJudge, success
+from workbench.judges.base import success
+from workbench.judges.offline import AttributeJudge, CoherenceJudge, UppercaseJudge
 
 Q = "Why is the sky blue?"
 PLAIN = (
