@@ -62,3 +62,15 @@ def test_the_base_prompt_is_recorded_and_can_be_an_empty_system_message(tiny_mod
     assert list(empty.table["base_prompt_ids"][0]) == ids
     pair = empty.pairs(tok, only_kept=False)[0]
     assert list(pair.base_ids[: len(ids)]) == ids
+
+
+def test_make_attribute_keeps_a_split_given_as_a_mapping_and_resplits_a_list():
+    from workbench.data.attributes import load_attribute
+
+    pirate = load_attribute("pirate")
+    kept = make_attribute("mine", "d", ["Be a pirate."], pirate.splits, scorer=lambda r: 0.0)
+    assert all(kept.questions(s) == pirate.questions(s) for s in ("train", "validation", "test"))
+    resplit = make_attribute("mine", "d", ["Be a pirate."], pirate.all_questions, scorer=lambda r: 0.0)
+    assert resplit.questions("test") != pirate.questions("test")
+    with pytest.raises(ValueError, match="splits"):
+        make_attribute("mine", "d", ["Be a pirate."], {"train": ["a?"]}, scorer=lambda r: 0.0)

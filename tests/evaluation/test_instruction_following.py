@@ -560,7 +560,8 @@ def test_unsteered_answers_are_generated_once(tiny_model, monkeypatch, planted_r
     assert run.summary.set_index(["instruction", "method"]).loc[("keyword_ocean", "prompt"), "strict_accuracy"] == 0
     # the shared unsteered answers are judged by each instruction's own checker
     unsteered = run.responses[run.responses["method"] == "no steering"]
-    assert unsteered.groupby("instruction")["response"].apply(list).nunique() == 1
+    by_instruction = unsteered.groupby("instruction")["response"].apply(tuple)
+    assert by_instruction.nunique() == 1 and len(by_instruction) == 2
     assert unsteered.groupby("instruction")["strict"].mean().to_dict() == {"keyword_ocean": 0.0, "no_commas": 0.0}
 
 

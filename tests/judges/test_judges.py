@@ -6,20 +6,18 @@ import math
 
 import pytest
 
+from workbench.judges.base import Judge, Score, success
 from workbench.judges.offline import (
     AttributeJudge,
     BrevityJudge,
     CoherenceJudge,
     EmojiJudge,
     FunctionJudge,
-    Judge,
     LexiconJudge,
-    Score,
     StopwordLanguageJudge,
     UppercaseJudge,
     count_emoji,
     make_judge,
-    success,
     words_of,
 )
 

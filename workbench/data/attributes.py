@@ -181,7 +181,7 @@ def make_attribute(
     name: str,
     description: str,
     instructions: Sequence[str],
-    questions: Sequence[str],
+    questions: Sequence[str] | Mapping[str, Sequence[str]],
     scorer: Callable[[str], float] | Judge,
     *,
     paraphrases: Sequence[str] = (),
@@ -193,7 +193,10 @@ def make_attribute(
 
     ``scorer`` is a :class:`~workbench.judges.offline.Judge` or a plain function ``(response) -> float``
     on 0-100 (values outside are clipped, see :class:`~workbench.judges.offline.FunctionJudge`).
-    ``questions`` are split deterministically by ``split`` fractions and ``seed``.
+    ``questions``: a list is shuffled and cut into train / validation / test by the ``split``
+    fractions (60/20/20 by default) with ``seed``, so a bundled attribute's ``all_questions`` are
+    re-split, not kept in its own splits; give a mapping ``{"train": [...], "validation": [...],
+    "test": [...]}`` (e.g. ``load_attribute("pirate").splits``) to keep a split of your own.
 
     >>> attr = make_attribute("loud", "Ends with !", ["Shout!"], ["a?", "b?", "c?"],
     ...                       lambda r: 100.0 * r.endswith("!"))
@@ -208,7 +211,10 @@ def make_attribute(
         judge = AttributeJudge(FunctionJudge(scorer, name=f"{name}-scorer"))
     else:
         raise TypeError(f"scorer must be a Judge or a callable, got {type(scorer).__name__}")
-    splits = split_questions(questions, split, seed)
+    if isinstance(questions, Mapping):
+        splits = {k: tuple(v) for k, v in questions.items()}  # the Attribute checks keys and duplicates
+    else:
+        splits = split_questions(questions, split, seed)
     return Attribute(name, description, tuple(instructions), tuple(paraphrases),
                      tuple(opposite_instructions), splits, judge)
 

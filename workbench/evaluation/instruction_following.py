@@ -317,6 +317,7 @@ def run_instruction_following(
                     summary.append({**row, "n": 0, "rank": r, "seconds": 0.0, "note": why})
                     bar.update(1)
                     continue
+                if name in _STEERED:
                     method = Method(name, fitted[r], prompt=_STEERED[name][1])
                     a, note = _strength(evaluator, method, alphas, target)
                     frame = evaluator.evaluate(method, a, "test")
