@@ -59,3 +59,16 @@ bench: $(STAMP)
 
 clean-cache:
 	rm -rf $${WORKBENCH_CACHE_DIR:-$$HOME/.cache/workbench}
+
+# An offline LLM judge for `workbench evaluate --judge llm` and notebook 6: llama-cpp-python's
+# OpenAI-compatible server on the embedded GGUF, on 127.0.0.1:8080 only. Then:
+#   export WORKBENCH_JUDGE_BASE_URL=http://127.0.0.1:8080/v1 WORKBENCH_JUDGE_MODEL=smollm2-judge
+# llama-cpp-python is not a dependency of the workbench and has no wheel for every machine: build it
+# from source once (about 15 minutes on 2 cores; GGML_NATIVE=OFF keeps the build portable):
+#   CMAKE_ARGS="-DGGML_NATIVE=OFF" .venv/bin/pip install "llama-cpp-python[server]"
+.PHONY: judge-server
+judge-server: $(STAMP)
+	@$(PY) -c "import llama_cpp.server" 2>/dev/null || { echo 'llama-cpp-python[server] is not installed; build it from source (about 15 minutes on 2 cores):' >&2; \
+		echo '  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install "llama-cpp-python[server]"' >&2; exit 1; }
+	$(PY) -m llama_cpp.server --model "$$($(PY) -c 'from workbench.core.models import embedded_gguf_path; print(embedded_gguf_path())')" \
+		--model_alias smollm2-judge --host 127.0.0.1 --port 8080

@@ -89,14 +89,22 @@ results_bars(comparison.results, title="Attribute score at equal coherence (95% 
 # ## With an LLM judge (optional)
 #
 # The same call takes any judge. `LLMJudgeConfig.from_env()` reads an OpenAI-compatible endpoint
-# (hosted, or a local vLLM, llama.cpp server or Ollama) from `WORKBENCH_JUDGE_BASE_URL`,
-# `WORKBENCH_JUDGE_MODEL` and `WORKBENCH_JUDGE_API_KEY`; judge calls are cached on disk and never
-# crash the sweep. Nothing runs here when no endpoint is configured.
+# (hosted, or a local vLLM, llama.cpp server or Ollama; `make judge-server` starts one on the
+# embedded model) from `WORKBENCH_JUDGE_BASE_URL`, `WORKBENCH_JUDGE_MODEL` and
+# `WORKBENCH_JUDGE_API_KEY`. Judge calls are cached on disk and never crash the sweep: a call that
+# fails is a missing score, counted in the table's `n_missing` column with a warning, and is not
+# stored, so rerunning the cell once the endpoint is back judges those answers again; a method whose
+# answers got no coherence score at all has no `alpha` and a note saying why. This cell runs only
+# when asked: set `RUN_LLM_JUDGE=1` as well as the endpoint variables (otherwise it counts as not
+# configured, so the stored notebook stays the same wherever the variables are exported).
 
 # %%
-from workbench.judges.llm_judge import LLMJudgeConfig, make_llm_judges
+import os
 
-judge_config = LLMJudgeConfig.from_env()
+from workbench.judges.llm_client import LLMJudgeConfig
+from workbench.judges.llm_judges import make_llm_judges
+
+judge_config = LLMJudgeConfig.from_env() if os.environ.get("RUN_LLM_JUDGE") == "1" else None
 if judge_config is None:
     print("no LLM judge configured (set WORKBENCH_JUDGE_BASE_URL and WORKBENCH_JUDGE_MODEL): skipped")
 else:

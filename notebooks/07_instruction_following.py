@@ -2,23 +2,26 @@
 # # 7. Instruction following: can a probe carry a format instruction?
 #
 # Personas are one thing; instructions about *form* are another: "write only in lowercase",
-# "answer in fewer than 30 words", "never use commas". They are checked by code, not by a judge
-# (IFEval-style verifiable instructions, with the IFEval checkers of the `if-verifiable` package), so
-# the score is exact: **strict accuracy**, the share of answers that pass.
+# "answer in fewer than 30 words", "never use commas". They are checked by code (IFEval-style
+# verifiable instructions, with the IFEval checkers of the `if-verifiable` package), so the score is
+# exact: **strict accuracy**, the share of answers that pass. To the rest of the workbench such a
+# checker is just a judge that scores 100 or 0, so an instruction is an attribute like any other:
+# the same triplet builder samples its training answers and the same evaluator as the
+# equal-coherence comparison generates and judges its test answers.
 #
 # The paper's fifth finding: a rank-1 PSR cannot carry composite format instructions on its own,
 # stacking PSR on top of the prompt adds a few points, and higher rank is the open direction. Here,
 # per instruction:
 #
-# 1. sample answers with the instruction in the system message on training questions; keep those
-#    that pass the checker and read as coherent text;
+# 1. sample answers with the instruction in the system message on training questions
+#    (`build_triplets`); keep those that pass the checker (score 100) and read as coherent text;
 # 2. train an all-layer PSR of rank 1 and of rank 4 on them (layer by layer on the local deltas);
 # 3. answer held-out test questions (greedy) with no steering, the prompt, each PSR, and PSR on top
 #    of the prompt, and check every answer.
 
 # %%
 from workbench import load_model
-from workbench.evaluation.instruction_following import load_instructions
+from workbench.data.instructions import load_instructions
 
 model = load_model()
 instructions = {ins.id: ins for ins in load_instructions()}
@@ -34,8 +37,9 @@ for ins in instructions.values():
 
 # %%
 lowercase = instructions["lowercase"]
+judge = lowercase.judge()  # the checker as a judge: 100 if the answer follows the instruction, 0 if not
 for text in ("the sky is blue because air scatters blue light.", "The sky is blue."):
-    print(f"{text!r:52} strict {lowercase.check(text)}")
+    print(f"{text!r:52} strict {lowercase.check(text)}  judge {judge.score('Why is the sky blue?', text).value:.0f}")
 
 # %% [markdown]
 # ## The comparison
@@ -81,4 +85,7 @@ for question, group in list(answers.groupby("question", sort=False))[:2]:
 # steerer does not, the instruction's effect is not something one direction per layer, switched on
 # by a probe, can carry. Stacking PSR on the prompt shows whether the steerer adds to what the
 # prompt already does. `run_instruction_following` takes every knob (instructions, sizes, layers,
-# rank, `psr-ll` training, a list of `alpha` values chosen on validation questions).
+# rank, `psr-ll` training, a list of `alpha` values chosen on validation questions, or
+# `coherence_target=80` for the strength at which each steerer's answers are as coherent as the
+# target, found by the equal-coherence search of notebook 6), and `directory=` keeps the triplets
+# and the judged answers so that a rerun samples and generates nothing again.

@@ -346,3 +346,252 @@ def test_score_batch_keeps_order(server, config):
     assert all(isinstance(s, Score) for s in scores)
     with pytest.raises(ValueError):
         judge.score_batch(["q"], ["a", "b"])
+
+
+# --------------------------------------------------------------------------- digit-splitting tokenizers
+
+INTENDED = [0, 7, 15, 40, 85, 100]
+
+
+@pytest.mark.parametrize("splits", [False, True], ids=["whole-number tokenizer", "digit-splitting tokenizer"])
+def test_scores_are_on_0_100_whatever_the_tokenizer(server, config, splits):
+    server.default = scripted_judge(splits_digits=splits)
+    judge = lj.ScoreJudge(config(), "Talks like a pirate.", max_workers=1)
+    scores = judge.score_batch(["q"] * len(INTENDED), [f"an answer, score-{n}" for n in INTENDED])
+    assert [s.value for s in scores] == pytest.approx(INTENDED, abs=1e-6)
+    assert all(not s.failed for s in scores)
+    assert judge.digit_splitting is splits
+    before = server.n
+    assert judge.score("q", "one more, score-55").value == pytest.approx(55.0)
+    assert server.n == before + 1  # once the tokenizer is known, one request per score
+    last = server.prompts()[-1]
+    if splits:
+        assert "from 0 to 9" in last and "0-9 scale" in scores[-2].reason
+    else:
+        assert "from 0 to 100" in last and "0-9" not in scores[-2].reason
+
+
+def test_the_plain_0_100_reading_is_off_scale_on_a_digit_splitting_tokenizer(server, config):
+    """What the automatic scale corrects: 80/85/90 generated as "8"/"9" first tokens read 8.25."""
+    server.default = scripted_judge(splits_digits=True)
+    s = lj.ScoreJudge(config(), "Talks like a pirate.", scale="0-100").score("q", "score-85")
+    assert s.value == pytest.approx(8.25, abs=1e-9)
+    assert "'8' is not the whole number 85" in s.reason
+    assert server.n == 1
+
+
+def test_a_fixed_0_9_scale_is_rescaled(server, config):
+    server.default = scripted_judge(splits_digits=False)
+    judge = lj.ScoreJudge(config(), scale="0-9")
+    assert judge.score("q", "score-40").value == pytest.approx(40.0)
+    assert server.n == 1 and "from 0 to 9" in server.prompts()[0]
+    with pytest.raises(ValueError, match="digit_prompt"):
+        lj.ScoreJudge(config(), prompt="Rate {answer} 0-100.", scale="0-9")
+
+
+def test_a_custom_prompt_without_a_digit_prompt_fails_clearly_on_split_digits(server, config):
+    server.default = scripted_judge(splits_digits=True)
+    s = lj.ScoreJudge(config(), prompt="Rate {answer} from 0 to 100.").score("q", "score-85")
+    assert s.value is None and s.failed and "digit_prompt" in s.reason
+
+
+def test_text_replies_without_logprobs_are_read_on_either_scale(server, config):
+    server.default = lambda body: Reply(body=completion("7" if "from 0 to 9" in body["messages"][0]["content"]
+                                                        else "85"))
+    assert lj.ScoreJudge(config(cache=False)).score("q", "a").value == 85.0
+    assert lj.ScoreJudge(config(cache=False), scale="0-9").score("q", "a").value == pytest.approx(700 / 9)
+
+
+# --------------------------------------------------------------------------- ratings off the scale
+
+
+def test_rating_off_the_scale_is_missing_with_its_reason(server, config):
+    answers = {"concept": "It is there.\nRating: 0.15", "instruction": "Rating: [[2]]", "fluency": "Rating: 2"}
+    server.default = lambda body: Reply(body=completion(answers[_criterion(body)]))
+    judge = lj.RatingJudge(config(), "pirate speech")
+    ratings = judge.rate("q", "a")
+    assert ratings.concept is None and ratings.value is None
+    s = judge.score("q", "a")
+    assert s.value is None and not s.failed
+    assert "concept=missing" in s.reason and "0.15 is not one of 0, 1, 2" in s.reason
+    assert lj.parse_rating("Rating: 0.15") is None and lj.parse_rating("Rating: 1.5") is None
+    assert lj.parse_rating("Rating: 2.0") == 2 and lj.parse_rating("Rating: -1") is None
+
+
+def test_unparseable_ratings_count_as_zero_and_say_so(server, config):
+    answers = {"concept": "Rating: [[2]]", "instruction": "I would say two.", "fluency": "Rating: 2"}
+    server.default = lambda body: Reply(body=completion(answers[_criterion(body)]))
+    s = lj.RatingJudge(config(), "c").score("q", "a")
+    assert s.value == 0.0 and "instruction: no 'Rating:' in the reply, counted as 0" in s.reason
+
+
+# --------------------------------------------------------------------------- failures are not results
+
+
+def test_verdicts_and_failures_are_told_apart(server, config):
+    server.default = Reply(body=completion("80", {"80": 0.2, "I": 0.7}))
+    verdict = lj.ScoreJudge(config()).score("q", "a")
+    assert verdict.value is None and not verdict.failed
+    server.default = Reply(401, {"error": "bad key"})
+    failure = lj.ScoreJudge(config()).score("q", "b")
+    assert failure.value is None and failure.failed
+    with pytest.raises(ValueError, match="no value"):
+        Score(50.0, "x", failed=True)
+
+
+def test_an_answer_without_choices_fails_and_is_not_cached(server, config):
+    server.script = [Reply(body={"object": "chat.completion", "choices": [], "error": "overloaded"})]
+    server.default = Reply(body=completion("64", {"64": 0.9, "x": 0.1}))
+    judge = lj.ScoreJudge(config(max_retries=0))
+    first = judge.score("q", "a")
+    assert first.value is None and first.failed and "choices" in first.reason
+    second = judge.score("q", "a")
+    assert second.value == pytest.approx(64.0) and server.n == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_circuit_breaker_stops_a_run_against_a_dead_endpoint(tmp_path, caplog):
+    cfg = lj.LLMJudgeConfig(f"http://127.0.0.1:{_free_port()}/v1", "m", max_retries=4, backoff_s=0.05,
+                            timeout_s=1, breaker_after=3, cache_dir=tmp_path)
+    judge = lj.ScoreJudge(cfg, max_workers=1)
+    with caplog.at_level(logging.WARNING, logger="workbench.judges.llm_client"):
+        scores = judge.score_batch(["q"] * 5, [f"answer {i}" for i in range(5)])
+    assert judge.client.http_requests == 3  # without the breaker: 5 calls x 5 attempts
+    assert all(s.value is None and s.failed for s in scores)
+    assert all("unreachable: 3 connection failures in a row" in s.reason for s in scores)
+    assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1  # said once
+    assert not list(tmp_path.rglob("*.json"))  # nothing cached
+    judge.client.reset_breaker()
+    assert judge.score("q", "again").failed and judge.client.http_requests == 6
+
+
+def test_timeouts_do_not_open_the_breaker(server, config):
+    server.default = Reply(body=completion("50"), delay=1.0)
+    judge = lj.ScoreJudge(config(timeout_s=0.2, max_retries=1, breaker_after=1))
+    s = judge.score("q", "a")
+    assert s.failed and "timed out" in s.reason and judge.client.unreachable is None
+
+
+def test_make_llm_judges_share_one_client(config):
+    attribute_judge, coherence_judge = lj.make_llm_judges(config(), "pirate speech")
+    assert attribute_judge.client is coherence_judge.client
+    rating_judge, _ = lj.make_llm_judges(config(), "pirate speech", style="rating")
+    assert isinstance(rating_judge, lj.RatingJudge)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_timeouts_retries_budget_and_breaker_from_the_environment():
+    assert lj.LLMJudgeConfig("http://h/v1", "m").timeout_s >= 120
+    env = {"WORKBENCH_JUDGE_BASE_URL": "http://127.0.0.1:9/v1", "WORKBENCH_JUDGE_MODEL": "m",
+           "WORKBENCH_JUDGE_TIMEOUT_S": "45.5", "WORKBENCH_JUDGE_MAX_RETRIES": "2",
+           "WORKBENCH_JUDGE_MAX_TOTAL_S": "90", "WORKBENCH_JUDGE_BREAKER_AFTER": "3"}
+    cfg = lj.LLMJudgeConfig.from_env(env)
+    assert (cfg.timeout_s, cfg.max_retries, cfg.max_total_s, cfg.breaker_after) == (45.5, 2, 90.0, 3)
+    assert lj.LLMJudgeConfig.from_env(env, timeout_s=7).timeout_s == 7  # arguments win
+    with pytest.raises(ValueError, match="WORKBENCH_JUDGE_TIMEOUT_S must be a number"):
+        lj.LLMJudgeConfig.from_env({**env, "WORKBENCH_JUDGE_TIMEOUT_S": "soon"})
+    with pytest.raises(ValueError, match="WORKBENCH_JUDGE_MAX_RETRIES"):
+        lj.LLMJudgeConfig.from_env({**env, "WORKBENCH_JUDGE_MAX_RETRIES": "-1"})
+
+
+def test_evaluate_flags_override_the_environment(monkeypatch):
+    from workbench.app import cli
+
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "WORKBENCH_JUDGE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKBENCH_JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("WORKBENCH_JUDGE_MODEL", "m")
+    monkeypatch.setenv("WORKBENCH_JUDGE_TIMEOUT_S", "45")
+    cfg = cli._judge_config(cli.build_parser().parse_args(["evaluate", "--judge", "llm"]))
+    assert cfg.timeout_s == 45 and cfg.max_retries == 4
+    args = cli.build_parser().parse_args(["evaluate", "--judge", "llm", "--judge-timeout", "200", "--judge-retries",
+                                          "0", "--judge-max-total", "600", "--judge-breaker-after", "0"])
+    cfg = cli._judge_config(args)
+    assert (cfg.timeout_s, cfg.max_retries, cfg.max_total_s, cfg.breaker_after) == (200, 0, 600, 0)
+
+
+# --------------------------------------------------------------------------- the evaluation cache
+
+
+def _planted_answers(calls):
+    from workbench.core.generation import Generation
+
+    def answers(model, questions, *, instruction=None, steerers=(), **kwargs):
+        calls.append(len(questions))
+        return [Generation(q, instruction, [1], f"Arr, answer {i}", 1) for i, q in enumerate(questions)]
+
+    return answers
+
+
+def test_a_rerun_after_an_outage_judges_again_without_deleting_files(tmp_path, monkeypatch):
+    from workbench.evaluation import comparison
+
+    calls: list[int] = []
+    monkeypatch.setattr(comparison, "generate_answers", _planted_answers(calls))
+    port = _free_port()
+    cfg = lj.LLMJudgeConfig(f"http://127.0.0.1:{port}/v1", "judge-model", timeout_s=2, max_retries=1,
+                            backoff_s=0.01, max_total_s=5, cache_dir=tmp_path / "judge-cache")
+
+    def evaluate():  # one run: fresh judges and evaluator, the same directories
+        attribute_judge, coherence_judge = lj.make_llm_judges(cfg, "Talks like a pirate.")
+        evaluator = comparison.Evaluator(SimpleNamespace(model_id="fake-model"), "pirate",
+                                         comparison.EvalConfig(n_validation=2, n_test=3),
+                                         attribute_judge=attribute_judge, coherence_judge=coherence_judge,
+                                         cache_dir=tmp_path / "evaluations")
+        return evaluator.evaluate(comparison.Method("no steering"), 0.0, "test")
+
+    down = evaluate()  # the server is not there
+    assert down["attribute"].isna().all() and down["coherence"].isna().all()
+    assert down["attribute_failed"].all() and down["coherence_failed"].all()
+    assert "connection" in down["attribute_reason"].iloc[0]
+    assert not list((tmp_path / "judge-cache").rglob("*.json"))
+    stored = list((tmp_path / "evaluations").glob("*.parquet"))
+    assert len(stored) == 1 and pd.read_parquet(stored[0])["coherence"].isna().all()
+
+    server = FakeServer(port=port)
+    server.default = Reply(body=completion("70", {"70": 0.5, "80": 0.5}))
+    try:
+        up = evaluate()
+    finally:
+        server.close()
+    assert up["attribute"].tolist() == pytest.approx([75.0] * 3)
+    assert up["coherence"].tolist() == pytest.approx([75.0] * 3)
+    assert not up["attribute_failed"].any() and not up["coherence_failed"].any()
+    assert server.n == 6 and calls == [3]  # judged again; the answers were not generated again
+    assert list((tmp_path / "evaluations").glob("*.parquet")) == stored
+
+    again = evaluate()  # server gone again: everything is stored now, nothing is asked
+    assert again["attribute"].tolist() == pytest.approx([75.0] * 3) and calls == [3]
+
+
+def test_a_judge_that_scores_nothing_does_not_stop_the_sweep(tmp_path, monkeypatch):
+    import torch
+
+    from workbench.evaluation import comparison
+
+    monkeypatch.setattr(comparison, "generate_answers", _planted_answers([]))
+    steerer = SimpleNamespace(layers=(1,), info=SimpleNamespace(method="psr-mse", scope="single"),
+                              params=lambda: {"z": torch.tensor([1.0])})
+    cfg = lj.LLMJudgeConfig(f"http://127.0.0.1:{_free_port()}/v1", "judge-model", max_retries=0,
+                            cache_dir=tmp_path / "judge-cache")
+    attribute_judge, coherence_judge = lj.make_llm_judges(cfg, "Talks like a pirate.")
+    with pytest.warns(RuntimeWarning, match="n_missing") as warned:
+        result = comparison.compare_methods(SimpleNamespace(model_id="fake-model"), "pirate", {"s": steerer},
+                                            comparison.EvalConfig(n_validation=2, n_test=3),
+                                            attribute_judge=attribute_judge, coherence_judge=coherence_judge,
+                                            progress=False)
+    rows = result.results.set_index(["method", "target"])
+    assert set(result.results["target"]) == {"C80", "Cp"}
+    assert (result.results["n_missing"] == 3).all() and result.results["attribute"].isna().all()
+    assert math.isnan(rows.loc[("s", "C80"), "alpha"]) and not rows.loc[("s", "C80"), "reached"]
+    assert "not measured: the coherence judge scored none" in rows.loc[("s", "C80"), "note"]
+    assert "prompt's own coherence could not be measured" in rows.loc[("s", "Cp"), "note"]
+    message = str(warned[0].message)
+    assert "judgements failed" in message and "s @ C80" in message

@@ -12,7 +12,6 @@ import pytest
 from workbench.viz.theme import TEMPLATE
 from workbench.viz.token_maps import display_token, layer_token_heatmap, magnitude_distribution, token_heatmap
 
-
 # ---------------------------------------------------------------------------------------------
 # fixtures
 

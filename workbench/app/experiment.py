@@ -19,7 +19,7 @@ faithfulness table):
    search chose (rows ``"<name> @C80"``: the steerer as it is used), and the paraphrase reference.
 
 Everything is seeded by ``config.seed``; the offline judges are the default, and any judge
-(:mod:`workbench.judges.llm_judge`) can take their place.
+(:mod:`workbench.judges.llm_judges`) can take their place.
 """
 
 from __future__ import annotations

@@ -68,10 +68,10 @@ from workbench.steering.api import train_steerer
 from workbench.steering.train import TrainConfig
 
 __all__ = [
-    "METHODS", "DEFAULT_METHODS", "SUMMARY_COLUMNS", "Instruction", "InstructionRun", "TrainingSamples", "check",
-    "check_loose", "default_instructions", "evaluate_instruction_following", "get_instruction",
-    "load_instructions", "run_instruction_following", "sample_training_pairs",
-    "score_responses", "train_instruction_steerer",
+    "DEFAULT_METHODS", "METHODS", "RESPONSE_COLUMNS", "SUMMARY_COLUMNS", "SWEEP_COLUMNS", "Instruction", "InstructionRun",
+    "TrainingSamples", "check", "check_loose", "default_instructions", "evaluate_instruction_following",
+    "get_instruction", "load_instructions", "run_instruction_following", "sample_training_pairs", "score_responses",
+    "train_instruction_steerer",
 ]
 
 METHODS: tuple[str, ...] = ("no steering", "prompt", "PSR", "rank-r PSR", "PSR + prompt", "rank-r PSR + prompt")
@@ -86,7 +86,7 @@ RESPONSE_COLUMNS = ["instruction", "method", "alpha", "question", "response", "s
 _STEERED = {"PSR": (1, False), "rank-r PSR": ("r", False), "PSR + prompt": (1, True), "rank-r PSR + prompt": ("r", True)}
 
 
-# --------------------------------------------------------------------------- training data
+# --------------------------------------------------------------------------- the steerers
 
 
 def train_instruction_steerer(
