@@ -22,7 +22,14 @@ Example:
 from workbench.activations import DeltaStore, extract_deltas, token_magnitudes
 from workbench.app import ExperimentConfig, run_experiment
 from workbench.core import (
-    EMBEDDED_MODEL, TINY_MODEL, LoadedModel, SamplingConfig, generate, generate_answers, load_model, prompt_ids,
+    EMBEDDED_MODEL,
+    TINY_MODEL,
+    LoadedModel,
+    SamplingConfig,
+    generate,
+    generate_answers,
+    load_model,
+    prompt_ids,
 )
 from workbench.core.files import package_version
 from workbench.data import TripletConfig, build_triplets, load_attribute, make_attribute

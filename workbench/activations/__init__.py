@@ -3,7 +3,12 @@ prompt-steered runs (one batched extraction), the sharded on-disk store, and the
 (accumulated and local deltas, per-token magnitudes, token kinds)."""
 
 from workbench.activations.deltas import (
-    delta_norms, extract_deltas, magnitude_by_kind, pair_magnitudes, token_kinds, token_magnitudes,
+    delta_norms,
+    extract_deltas,
+    magnitude_by_kind,
+    pair_magnitudes,
+    token_kinds,
+    token_magnitudes,
 )
 from workbench.activations.extraction import SpanActivations, extract_batch, record_span
 from workbench.activations.store import DeltaStore, DeltaWriter

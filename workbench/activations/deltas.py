@@ -9,8 +9,6 @@ relative magnitude ``||D[l, t]|| / ||A_l(x y')[t]||``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -22,15 +20,13 @@ from tqdm.auto import tqdm
 from workbench.activations.extraction import extract_batch
 from workbench.activations.store import DeltaStore, DeltaWriter
 from workbench.core.chat import AlignedPair
+from workbench.core.fingerprint import fingerprint
 from workbench.core.models import LoadedModel
 
 
 def pairs_fingerprint(pairs: Sequence[AlignedPair]) -> str:
     """A short hash of the triplets' token ids, recorded in a store to tie it to its data."""
-    digest = hashlib.sha256()
-    for pair in pairs:
-        digest.update(json.dumps([pair.base_ids, pair.steered_ids, pair.base_start, pair.steered_start]).encode())
-    return digest.hexdigest()[:16]
+    return fingerprint([[list(p.base_ids), list(p.steered_ids), p.base_start, p.steered_start] for p in pairs])
 
 
 def extract_deltas(

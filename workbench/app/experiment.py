@@ -24,9 +24,7 @@ Everything is seeded by ``config.seed``; the offline judges are the default, and
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -40,6 +38,7 @@ from workbench.activations.deltas import extract_deltas, pairs_fingerprint
 from workbench.activations.store import DeltaStore
 from workbench.core.chat import AlignedPair
 from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.fingerprint import fingerprint
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
 from workbench.data.triplets import TripletConfig, TripletSet, build_triplets
@@ -248,8 +247,8 @@ def train_methods(model: LoadedModel, data: PreparedData, config: ExperimentConf
         spec = parse_method(name)
         steps = config.joint_steps if spec.training == "joint" else config.steps
         train_config = TrainConfig(steps=steps, seed=config.seed)
-        key = hashlib.sha256(json.dumps([STEERER_CACHE_VERSION, model.model_id, asdict(spec), layer, asdict(train_config),
-                                         pairs_fingerprint(data.pairs), data.soft_labels]).encode()).hexdigest()[:16]
+        key = fingerprint(STEERER_CACHE_VERSION, model.model_id, spec, layer, train_config,
+                          pairs_fingerprint(data.pairs), data.soft_labels)
         path = Path(directory) / f"{_slug(name)}-{key}.safetensors" if directory is not None else None
         if path is not None and path.is_file():
             out[name] = Steerer.load(path, model)
@@ -313,11 +312,11 @@ def _stored_faithfulness(model: LoadedModel, data: PreparedData, measured: Mappi
                          directory: Path) -> pd.DataFrame:
     """:func:`workbench.evaluation.faithfulness.faithfulness` of ``measured`` on the held-out triplets, kept in
     ``directory`` under a name made of everything it depends on, so a rerun reads it back."""
-    key = json.dumps([STEERER_CACHE_VERSION, model.model_id, pairs_fingerprint(data.heldout_pairs),
+    key = fingerprint(STEERER_CACHE_VERSION, model.model_id, pairs_fingerprint(data.heldout_pairs),
                       pairs_fingerprint(data.paraphrase_pairs or []),
                       {name: [steerer_fingerprint(s), a if isinstance(a, float) else list(a)]
-                       for name, (s, a) in sorted(measured.items())}])
-    path = directory / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
+                       for name, (s, a) in sorted(measured.items())})
+    path = directory / f"{key}.parquet"
     if path.is_file():
         return pd.read_parquet(path)
     faith = faithfulness(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs)

@@ -50,8 +50,8 @@ from workbench.core.generation import SamplingConfig
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import SPLITS, Attribute, data_dir, load_question_splits
 from workbench.data.triplets import TripletConfig, TripletSet, build_triplets
-from workbench.judges.ifeval import IFEvalJudge
 from workbench.judges.base import Score
+from workbench.judges.ifeval import IFEvalJudge
 from workbench.judges.offline import (
     AttributeJudge,
     CoherenceJudge,

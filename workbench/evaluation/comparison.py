@@ -29,9 +29,7 @@ them again.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -43,6 +41,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.fingerprint import fingerprint
 from workbench.core.generation import SamplingConfig, generate_answers
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
@@ -195,11 +194,8 @@ def _judge_name(judge) -> str:
 
 def steerer_fingerprint(steerer) -> str:
     """A short hash of a steerer's parameters and description (what its answers depend on)."""
-    digest = hashlib.sha256(json.dumps([steerer.info.method, steerer.info.scope, list(steerer.layers)]).encode())
-    for name, tensor in sorted(steerer.params().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    params = {name: tensor.detach().float().cpu() for name, tensor in steerer.params().items()}
+    return fingerprint(steerer.info.method, steerer.info.scope, list(steerer.layers), params)
 
 
 def _mean(values: Sequence[float | None]) -> float:
@@ -326,14 +322,13 @@ class Evaluator:
         if self.cache_dir is None:
             return None
         c = self.config
-        key = json.dumps([
+        digest = fingerprint(
             EVAL_CACHE_VERSION, self.model.model_id, self.attribute.name, method.name, method.prompt,
             steerer_fingerprint(method.steerer) if method.steerer is not None else None, alpha, split,
             list(self.questions[split]), self.instruction if method.prompt else None,
             [c.max_new_tokens, c.temperature, c.top_p, c.seed],
-            _judge_name(self.attribute_judge), _judge_name(self.coherence_judge),
-        ])
-        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+            _judge_name(self.attribute_judge), _judge_name(self.coherence_judge), length=20,
+        )
         return self.cache_dir / f"{digest}.parquet"
 
     def _run(self, method: Method, alpha: float, split: str) -> pd.DataFrame:

@@ -9,8 +9,6 @@ row indices in :attr:`workbench.data.triplets.TripletSet.kept`, which is how sof
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import torch
 from workbench.activations.deltas import pairs_fingerprint
 from workbench.activations.store import DeltaStore
 from workbench.core.chat import AlignedPair
+from workbench.core.fingerprint import fingerprint
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,7 @@ class TokenData:
 
     def fingerprint(self) -> str:
         """A short hash of the data (layers, tensors' bytes)."""
-        digest = hashlib.sha256(json.dumps(list(self.layers)).encode())
-        for t in (self.acts, self.delta, self.alpha, self.seq):
-            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return fingerprint(list(self.layers), self.acts, self.delta, self.alpha, self.seq)
 
 
 def soft_labels_of(triplets) -> dict[int, float]:
@@ -166,6 +162,4 @@ def split_sequences(ids: Sequence[int], val_fraction: float, seed: int) -> tuple
 
 def pairs_hash(pairs: Sequence[AlignedPair], labels: torch.Tensor) -> str:
     """A short hash of aligned pairs' token ids and their soft labels."""
-    digest = hashlib.sha256(pairs_fingerprint(pairs).encode())
-    digest.update(labels.numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return fingerprint(pairs_fingerprint(pairs), labels)
