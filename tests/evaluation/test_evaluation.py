@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.evaluation import comparison as evaluation
 from workbench.core.generation import Generation
 from workbench.data.attributes import make_attribute
+from workbench.evaluation import comparison as evaluation
 from workbench.evaluation.comparison import EvalConfig, Method, compare_methods, standard_methods
 from workbench.judges.base import Score
 from workbench.judges.offline import FunctionJudge

@@ -10,7 +10,6 @@ import json
 import math
 import random
 import re
-
 from pathlib import Path
 
 import numpy as np

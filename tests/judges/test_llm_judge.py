@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
 from judges.fake_judge_server import FakeServer, Reply, completion, scripted_judge
+
 from workbench import judges as lj
 from workbench.judges.base import Judge, Score
 

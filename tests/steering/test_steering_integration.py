@@ -46,7 +46,7 @@ def test_psr_mse_moves_held_out_activations_towards_the_prompt(embedded_model, p
                            dtype="float32", progress=False)
     steerer = train_steerer("psr-mse", embedded_model, 1.0, layers=LAYER, store=store, attribute="pirate",
                             config=TrainConfig(steps=300, val_fraction=0.25), progress=False)
-    assert steerer.name == "S-PSR-MSE" and steerer.layers == (LAYER,)
+    assert steerer.name == "S-PSR" and steerer.layers == (LAYER,)
     psr = float(span_mse(embedded_model, steerer, held_out, 1.0)[0])
     dim = train_steerer("const-dim", embedded_model, 1.0, layers=LAYER, store=store, progress=False)
     const = float(span_mse(embedded_model, dim, held_out, 1.0)[0])

@@ -15,7 +15,7 @@ gives.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterator
 
 import torch
@@ -29,7 +29,10 @@ class TrainConfig:
     """How to train a steerer.
 
     Attributes:
-        steps: optimizer steps in all (a later ``run()`` continues up to this; ``run(n)`` adds n).
+        steps: optimizer steps in all (a later ``run()`` continues up to this; ``run(n)`` adds n);
+            ``None``: 1000 for fits on stored deltas (well under a second each on a CPU), and
+            a few for training through the model (each step runs the
+            model forward and backward: tens of seconds on 2 cores for the embedded model).
         lr: Adam learning rate, in natural units per step (see the module docstring).
         batch_size: sequences per step; ``None``: every training sequence for layerwise fits,
             8 for training through the model.
@@ -41,7 +44,7 @@ class TrainConfig:
         seed: seeds the split and the batch order; same data and seed give the same steerer.
     """
 
-    steps: int = 1000
+    steps: int | None = None
     lr: float = 1e-2
     batch_size: int | None = None
     val_fraction: float = 0.2
@@ -51,7 +54,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 0:
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 0):
             raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
@@ -82,6 +85,19 @@ class TrainProgress:
     elapsed: float
     best_val_loss: float | None
     tokens_seen: int
+    planned_steps: int | None = None
+
+    @property
+    def seconds_per_step(self) -> float:
+        """Mean training time per step so far."""
+        return self.elapsed / self.step if self.step else float("nan")
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left to ``planned_steps`` at the mean pace so far (None when no plan is known)."""
+        if self.planned_steps is None or not self.step:
+            return None
+        return max(0, self.planned_steps - self.step) * self.seconds_per_step
 
 
 Callback = Callable[[TrainProgress], "bool | None"]
@@ -111,10 +127,13 @@ class Trainer:
     """The loop: subclasses set ``self.info`` and define :meth:`_batches`, :meth:`_train_loss`,
     :meth:`_eval_loss` and the parameters (``raw`` and ``scale`` dicts, stacked over layers)."""
 
+    #: Steps when ``config.steps`` is None.
+    default_steps: int = 1000
+
     def __init__(self, info: SteererInfo, start: dict[str, torch.Tensor], scale: dict[str, torch.Tensor],
                  center: torch.Tensor, config: TrainConfig, n_groups: int = 1) -> None:
         self.info = info
-        self.config = config
+        self.config = config if config.steps is not None else replace(config, steps=self.default_steps)
         self.scale = scale
         self.center = center  # [layers, d_model], the mean activation
         self.raw = {k: v.detach().clone().requires_grad_(True) for k, v in self.to_raw(start).items()}
@@ -134,6 +153,9 @@ class Trainer:
         self._batch_iter: Iterator | None = None
 
     # -- to be provided ------------------------------------------------------------------------
+
+    #: Whether a step is slow enough to announce its pace after the first one (training through the model).
+    slow: bool = False
 
     def _batches(self) -> Iterator:
         raise NotImplementedError
@@ -225,6 +247,7 @@ class Trainer:
         if self.best_loss is None and self.step == 0:
             self._validate()  # the starting point is a candidate too
         bar = tqdm(total=budget, desc=f"training {self.info.name}", disable=not progress or callback is not None, leave=False)
+        done = self.step
         self.stopped_because = "steps done"
         try:
             for _ in range(budget):
@@ -242,7 +265,11 @@ class Trainer:
                     val = self._validate()
                 self.elapsed += time.perf_counter() - t0
                 report = TrainProgress(self.step, float(loss.detach()), val, self.elapsed,
-                                       None if self.best_loss is None else float(self.best_loss.sum()), self.tokens_seen)
+                                       None if self.best_loss is None else float(self.best_loss.sum()), self.tokens_seen,
+                                       planned_steps=done + budget)
+                if done == self.step - 1 and progress and self.slow:
+                    tqdm.write(f"training {self.info.name} through the model: {report.seconds_per_step:.1f} s per step, "
+                               f"about {report.eta_s / 60:.1f} min for the {budget - 1} steps left")
                 self.history.append({"step": report.step, "train_loss": report.train_loss, "val_loss": val,
                                      "elapsed": report.elapsed})
                 bar.update(1)
