@@ -5,13 +5,17 @@ context manager, hooks on the steered span only), read per-token lambda with
 ``steerer.lambdas(model, pair)``, save with ``steerer.save(path)`` and load with
 ``Steerer.load(path, model)``. Modules, one job each:
 
-- :mod:`~workbench.steering.steerer`: the classes and their maths on plain tensors;
+- :mod:`~workbench.steering.steerer`: the classes and their maths on plain tensors, a steerer at a
+  strength (``steerer.at(alpha)`` or ``alpha * steerer``), sums of steerers, save / load;
+- :mod:`~workbench.steering.names`: the one grammar of method names (parse and print);
+- :mod:`~workbench.steering.alpha`: the strength check and layer-range labels;
+- :mod:`~workbench.steering.lambda_tables`: lambda read-out as tables (per pair, per generation);
 - :mod:`~workbench.steering.data`: packed training tokens, soft labels, splits;
 - :mod:`~workbench.steering.train`: the shared loop (progress, early stopping, stop / resume);
 - :mod:`~workbench.steering.layerwise`: fits on stored deltas, layer by layer;
 - :mod:`~workbench.steering.joint`: training through the model (joint A-PSR, PSR-LL);
-- :mod:`~workbench.steering.hooks`: applying to a model, span masks, lambda read-out;
-- :mod:`~workbench.steering.io`: safetensors save / load;
+- :mod:`~workbench.steering.hooks`: applying to a model on the span, lambda read-out through the model;
+- :mod:`~workbench.steering.io`: the safetensors file format;
 - :mod:`~workbench.steering.api`: :func:`train_steerer` and :func:`make_trainer`.
 """
 

@@ -16,7 +16,6 @@ then makes token-dependent.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Iterator
 
 import torch
@@ -155,7 +154,3 @@ def closed_form(info: SteererInfo, data: TokenData) -> Steerer:
     """Const-DiM or Const-MSE from the data."""
     z = fit_dim(data) if info.method == "const-dim" else fit_const_mse(data)
     return make_steerer(info, z)
-
-
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)

@@ -84,7 +84,3 @@ def method_name(method: str, scope: str, rank: int = 1, training: str = "layerwi
         raise ValueError(f"{name} is trained {spec.training}, not {training!r}")
     return name
 
-
-def plus_prompt_name(name: str) -> str:
-    """The name of a steerer stacked on the prompt: ``"A-PSR + prompt"``."""
-    return f"{parse_method(name).name} + prompt"
