@@ -74,3 +74,15 @@ def test_make_attribute_keeps_a_split_given_as_a_mapping_and_resplits_a_list():
     assert resplit.questions("test") != pirate.questions("test")
     with pytest.raises(ValueError, match="splits"):
         make_attribute("mine", "d", ["Be a pirate."], {"train": ["a?"]}, scorer=lambda r: 0.0)
+
+
+def test_a_template_without_a_system_role_gets_the_instruction_in_the_user_turn(attribute, tmp_path):
+    from workbench.core.models import load_model
+
+    gemma = load_model("tiny-random-gemma2")
+    run = build_triplets(gemma, attribute, tmp_path, TripletConfig(n_questions=1, max_new_tokens=3), progress=False)
+    assert run.meta["config"]["placement"] == "user" and set(run.table["placement"]) == {"user"}
+    steered = gemma.tokenizer.decode(list(run.table["steered_prompt_ids"][0]))
+    assert "You are a pirate. Say arr." in steered and "system" not in steered
+    with pytest.raises(ValueError, match="no system role"):
+        build_triplets(gemma, attribute, tmp_path / "s", TripletConfig(n_questions=1, placement="system"), progress=False)

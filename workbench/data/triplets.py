@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench.core.chat import PLACEMENTS, AlignedPair, align, base_prompt_text, prompt_ids
+from workbench.core.chat import PLACEMENTS, AlignedPair, align, base_prompt_text, prompt_ids, resolve_placement
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.fingerprint import sample_seed
 from workbench.core.generation import SamplingConfig, generate
@@ -40,6 +40,8 @@ META_NAME = "triplets.json"
 class TripletConfig:
     """What to sample. ``n_questions=None`` takes the whole split.
 
+    ``placement``: where the instruction goes, ``"system"``, ``"user"`` or ``"auto"`` (the system
+    turn where the chat template has one, else the user turn); the run records the resolved one.
     ``base_system`` is the system message of the base prompt ``x``: ``None`` (default) leaves the
     chat template's own default (SmolLM2 then inserts "You are a helpful AI assistant named SmolLM,
     trained by Hugging Face"), ``""`` sends an explicit empty one; the rendered ``x`` is recorded in
@@ -49,7 +51,7 @@ class TripletConfig:
     split: str = "train"
     n_questions: int | None = None
     samples_per_question: int = 1
-    placement: str = "system"
+    placement: str = "auto"
     max_new_tokens: int = 64
     temperature: float = 0.7
     top_p: float = 0.95
@@ -178,6 +180,7 @@ def build_triplets(
             likelihood under ``model``).
     """
     attribute = load_attribute(attribute)
+    config = replace(config, placement=resolve_placement(model.tokenizer, config.placement, announce=True))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     meta = {
