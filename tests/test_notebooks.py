@@ -1,4 +1,4 @@
-"""The notebooks as a product: all eight are there in reading order, each paired with a reviewable
+"""The notebooks as a product: all nine are there in reading order, each paired with a reviewable
 py:percent script with the same cells, and each stored with the outputs of one top-to-bottom run in
 a fresh kernel (so nbval, which reruns them in ``make test``, compares something real)."""
 
@@ -9,14 +9,14 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ORDER = ["01_quick_start", "02_which_tokens", "03_train_probes", "04_lambda_over_text", "05_faithfulness",
-         "06_equal_coherence", "07_instruction_following", "08_ways_to_adapt"]
+         "06_equal_coherence", "07_instruction_following", "08_ways_to_adapt", "09_policy_gated_steering"]
 
 
 def _notebooks():
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def test_the_eight_notebooks_are_there_in_reading_order():
+def test_the_notebooks_are_there_in_reading_order():
     assert [p.stem for p in _notebooks()] == ORDER
 
 

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.activations.extraction import extract_batch
-from workbench.activations.store import DeltaStore, DeltaWriter
+from workbench.activations.store import DeltaStore, DeltaWriter, check_disk_space, check_kinds, store_bytes
 from workbench.core.chat import AlignedPair
 from workbench.core.fingerprint import fingerprint
 from workbench.core.models import LoadedModel
@@ -40,6 +40,7 @@ def extract_deltas(
     local: bool = True,
     sample_ids: Sequence[int] | None = None,
     progress: bool = True,
+    kinds: Sequence[str] | None = None,
 ) -> DeltaStore:
     """Extract base activations and Delta_PS for many triplets into a sharded store.
 
@@ -50,6 +51,10 @@ def extract_deltas(
         batch_size: triplets per forward batch, and per shard.
         dtype: ``"float16"`` (default) or ``"float32"`` on disk.
         local: also compute local deltas (one extra patched pass per batch).
+        kinds: what to store, a subset of ``("base", "acc", "loc")`` (default: all three, or base and
+            acc without ``local``); e.g. ``("acc",)`` for a third of the disk. ``"loc"`` in ``kinds``
+            turns the patched pass on, its absence off. Before writing, the store's size is checked
+            against the free disk space.
         sample_ids: global ids of the triplets (default ``0..n-1``), used to resume and to join
             with the triplet table.
     """
@@ -58,15 +63,20 @@ def extract_deltas(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     layers = model.check_layers(layers)
+    if kinds is not None:
+        kinds = check_kinds(kinds)
+        local = "loc" in kinds
     sample_ids = list(range(len(pairs))) if sample_ids is None else [int(s) for s in sample_ids]
     if len(sample_ids) != len(pairs) or len(set(sample_ids)) != len(sample_ids):
         raise ValueError("sample_ids must give one distinct id per triplet")
     writer = DeltaWriter(
         directory, model_id=model.model_id, layers=layers, d_model=model.d_model, dtype=dtype, local=local,
-        provenance={"triplets": pairs_fingerprint(pairs), "n_triplets": len(pairs)},
+        provenance={"triplets": pairs_fingerprint(pairs), "n_triplets": len(pairs)}, kinds=kinds,
     )
     done = writer.done_samples
     todo = [i for i, s in enumerate(sample_ids) if s not in done]
+    check_disk_space(directory, store_bytes(sum(pairs[i].span_len for i in todo), len(layers), model.d_model,
+                                            writer.header["kinds"], dtype))
     # Similar lengths share a batch, which keeps padding (wasted compute) small.
     todo.sort(key=lambda i: len(pairs[i].steered_ids))
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]

@@ -11,6 +11,9 @@ For a batch of aligned triplets, three forward passes, right-padded so positions
 
 Then ``D_acc[l] = A_l(x'y') - A_l(xy')`` and ``D_loc[l] = A_l(x'y') - Block_l(A~_{l-1})``.
 Activations are kept "packed": the span tokens of all samples stacked into ``[tokens, d_model]``.
+
+No pass computes the unembedding (they run the decoder stack, whose blocks carry the bridge's hooks),
+and on a single-device model no pass runs the blocks above the last recorded layer.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ class SpanActivations:
 
 
 def _recorder(store: dict, layer: int, rows: torch.Tensor, cols: torch.Tensor) -> Callable:
+    # Records are float32 whatever the model's dtype (deltas of bfloat16 runs are differences of
+    # nearly equal numbers), on the layer's own device (layers may sit on different devices).
     def hook(resid: torch.Tensor, hook=None) -> torch.Tensor:
-        store[layer] = resid[rows, cols].detach().float().clone()
+        store[layer] = resid[rows.to(resid.device), cols.to(resid.device)].detach().float().clone()
         return resid
 
     return hook
@@ -67,7 +72,7 @@ def _recorder(store: dict, layer: int, rows: torch.Tensor, cols: torch.Tensor) -
 def _overwriter(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> Callable:
     def hook(resid: torch.Tensor, hook=None) -> torch.Tensor:
         patched = resid.clone()
-        patched[rows, cols] = values.to(resid.dtype)
+        patched[rows.to(resid.device), cols.to(resid.device)] = values.to(device=resid.device, dtype=resid.dtype)
         return patched
 
     return hook
@@ -92,9 +97,42 @@ def record_span(
     rows, cols = rows.to(device), cols.to(device)
     record: dict[int, torch.Tensor] = {}
     hooks = list(extra_hooks) + [(model.resid_hook(l), _recorder(record, l, rows, cols)) for l in layers]
-    with model.bridge.hooks(fwd_hooks=hooks):
-        model.bridge(ids.to(device), attention_mask=mask.to(device), return_type=None)
+    body = _decoder(model)
+    if body is not None and model.device_map is None:
+        hooks.append((model.resid_hook(max(layers)), _stop))  # nothing after the last recorded layer is needed
+    try:
+        with model.bridge.hooks(fwd_hooks=hooks):
+            if body is None:
+                model.bridge(ids.to(device), attention_mask=mask.to(device), return_type=None)
+            else:  # the decoder without its unembedding: the bridge's hooks live inside it
+                body(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+    except _StopForward:
+        pass
     return record
+
+
+class _StopForward(Exception):
+    """Raised after the last layer a pass records, so the blocks above it do not run."""
+
+
+def _stop(resid: torch.Tensor, hook=None) -> torch.Tensor:
+    raise _StopForward
+
+
+def _decoder(model: LoadedModel):
+    """The wrapped model's decoder stack without the unembedding (``get_decoder()``), or ``None``.
+
+    Only where it is the whole path from tokens to the last block, i.e. the HF causal LM is that
+    decoder plus a head (Llama, Qwen2, Gemma, Mistral, Phi-3, SmolLM2, ...)."""
+    hf = model.bridge.original_model
+    getter = getattr(hf, "get_decoder", None)
+    try:
+        body = getter() if callable(getter) else None
+    except (AttributeError, NotImplementedError):
+        return None
+    if body is None or body is hf or not any(m is body for m in hf.children()):
+        return None
+    return body
 
 
 @torch.no_grad()
@@ -126,14 +164,14 @@ def extract_batch(
     if local:
         overwrites = [(model.block_input_hook(l), _overwriter(steered[l - 1], rows, base_cols)) for l in layers if l > 0]
         patched = record_span(model, base_seqs, base_starts, layers, extra_hooks=overwrites)
-        loc = torch.stack([steered[l] - patched[l] for l in layers]).cpu()
+        loc = torch.stack([(steered[l] - patched[l]).cpu() for l in layers])
 
     span_ids = torch.cat([torch.as_tensor(p.span_ids, dtype=torch.long) for p in pairs])
     position = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths])
     return SpanActivations(
         layers=tuple(layers),
-        base=torch.stack([base[l] for l in layers]).cpu(),
-        acc=torch.stack([steered[l] - base[l] for l in layers]).cpu(),
+        base=torch.stack([base[l].cpu() for l in layers]),
+        acc=torch.stack([(steered[l] - base[l]).cpu() for l in layers]),
         loc=loc,
         token_ids=span_ids,
         sample=rows.cpu(),

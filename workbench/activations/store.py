@@ -15,6 +15,7 @@ when asked for it, so a large run never needs all activations in memory.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -29,7 +30,49 @@ from workbench.core.files import atomic_path, atomic_write_json
 STORE_FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
 KINDS = ("base", "steered", "acc", "loc")
+STORED_KINDS = ("base", "acc", "loc")  # what a shard can hold; "steered" is read as base + acc
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+_TOKEN_FIELD_BYTES = 3 * 8  # token_ids, sample, position: int64 per token
+
+
+def default_kinds(local: bool) -> tuple[str, ...]:
+    return ("base", "acc", "loc") if local else ("base", "acc")
+
+
+def check_kinds(kinds) -> tuple[str, ...]:
+    """Validate stored kinds (a non-empty subset of ``base, acc, loc``), returned in canonical order."""
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in STORED_KINDS]
+    if bad or not kinds:
+        raise ValueError(f"kinds must be a non-empty subset of {STORED_KINDS}, got {list(kinds)}")
+    return tuple(k for k in STORED_KINDS if k in kinds)
+
+
+def store_bytes(n_tokens: int, n_layers: int, d_model: int, kinds=("base", "acc", "loc"), dtype: str = "float16") -> int:
+    """Bytes a store of ``n_tokens`` span tokens takes on disk (tensor data; headers are small)."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown storage dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
+    itemsize = torch.tensor([], dtype=_DTYPES[dtype]).element_size()
+    return int(n_tokens) * (n_layers * len(check_kinds(kinds)) * d_model * itemsize + _TOKEN_FIELD_BYTES)
+
+
+def check_disk_space(directory: str | Path, needed: int, margin: float = 1.05) -> None:
+    """Fail before writing when ``needed`` bytes (plus 5 %) do not fit on the disk holding ``directory``."""
+    place = Path(directory).absolute()
+    while not place.exists():
+        place = place.parent
+    free = shutil.disk_usage(place).free
+    if needed * margin > free:
+        raise ValueError(f"the store needs {format_bytes(needed)} but {place} has {format_bytes(free)} free; extract "
+                         "fewer layers (layers=) or kinds (kinds=), store float16, or write elsewhere")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
 
 
 def _read_index(directory: Path) -> dict:
@@ -60,7 +103,10 @@ class DeltaWriter:
     """
 
     def __init__(self, directory: str | Path, *, model_id: str, layers: Sequence[int], d_model: int,
-                 dtype: str = "float16", local: bool = True, provenance: dict | None = None) -> None:
+                 dtype: str = "float16", local: bool = True, provenance: dict | None = None,
+                 kinds: Sequence[str] | None = None) -> None:
+        kinds = default_kinds(local) if kinds is None else check_kinds(kinds)
+        local = "loc" in kinds
         if dtype not in _DTYPES:
             raise ValueError(f"unknown storage dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
         self.directory = Path(directory)
@@ -72,10 +118,12 @@ class DeltaWriter:
             "d_model": int(d_model),
             "dtype": dtype,
             "local": bool(local),
+            "kinds": list(kinds),
             "provenance": provenance or {},
         }
         if (self.directory / INDEX_NAME).exists():
             index = _read_index(self.directory)
+            index.setdefault("kinds", list(default_kinds(bool(index.get("local")))))  # stores written before kinds=
             for key, value in self.header.items():
                 if index.get(key) != value:
                     raise ValueError(
@@ -112,10 +160,8 @@ class DeltaWriter:
             "sample_ids": torch.as_tensor(sample_ids, dtype=torch.long),
         }
         for i, layer in enumerate(acts.layers):
-            tensors[f"base.{layer}"] = acts.base[i].to(dtype).contiguous()
-            tensors[f"acc.{layer}"] = acts.acc[i].to(dtype).contiguous()
-            if self.header["local"]:
-                tensors[f"loc.{layer}"] = acts.loc[i].to(dtype).contiguous()
+            for kind in self.header["kinds"]:
+                tensors[f"{kind}.{layer}"] = getattr(acts, kind)[i].to(dtype).contiguous()
         taken = {p.name for p in self.directory.glob("shard-*.safetensors")} | {s["file"] for s in self.shards}
         number = len(self.shards)
         while f"shard-{number:05d}.safetensors" in taken:
@@ -189,6 +235,11 @@ class DeltaStore:
         return bool(self.index["local"])
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """The stored kinds (``base``, ``acc``, ``loc``); ``steered`` reads need ``base`` and ``acc``."""
+        return tuple(self.index.get("kinds", default_kinds(self.has_local)))
+
+    @property
     def provenance(self) -> dict:
         return dict(self.index.get("provenance", {}))
 
@@ -206,6 +257,10 @@ class DeltaStore:
             raise ValueError(f"unknown activation kind {kind!r}; expected one of {KINDS}")
         if kind == "loc" and not self.has_local:
             raise ValueError(f"{self.directory} was extracted without local deltas")
+        missing = [k for k in (("base", "acc") if kind == "steered" else (kind,)) if k not in self.kinds]
+        if missing:
+            raise ValueError(f"{self.directory} was extracted without {missing[0]!r} (kinds {list(self.kinds)}), "
+                             f"so it cannot give {kind!r}; extract again with that kind")
         if layer not in self.layers:
             raise IndexError(f"layer {layer} is not in this store, which holds layers {self.layers}")
 

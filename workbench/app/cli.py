@@ -105,6 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     ext.add_argument("--batch-size", type=int, default=8)
     ext.add_argument("--no-local", action="store_true", help="skip the patched pass (no local deltas)")
+
+    gate = sub.add_parser("gate", help="learn a policy gate from two prompt files (or a bundled scenario) and report "
+                                       "its held-out precision, recall and F1")
+    gate.add_argument("--positive", default=None, help="prompts the gate must flag: one per line, or a JSON list")
+    gate.add_argument("--negative", default=None, help="prompts the gate must leave alone (same format)")
+    gate.add_argument("--scenario", default=None,
+                      help="a bundled scenario instead of the two files (e.g. sea_and_ships), with its own splits")
+    gate.add_argument("--model", default=EMBEDDED_MODEL)
+    gate.add_argument("--layers", type=_layers, default=None, help="layers to search: 'all' (default) or e.g. 4,8,12")
+    gate.add_argument("--pool", default="mean", choices=["mean", "last", "both"], help="prompt tokens read (default: mean)")
+    gate.add_argument("--method", default="mean-diff", choices=["mean-diff", "pca"])
+    gate.add_argument("--seed", type=int, default=0, help="the 60/20/20 split of the prompt files and the bootstrap")
+    gate.add_argument("--out", default=None, help="save the gate here (a .safetensors file)")
+
+    ext.add_argument("--kinds", default=None, help="what to store, e.g. 'acc' or 'base,acc,loc' (default: all; "
+                                                   "base,acc with --no-local)")
+    plan = sub.add_parser("plan", help="store size, forward passes and time of a Delta_PS extraction, before running it")
+    plan.add_argument("--model", default=EMBEDDED_MODEL)
+    plan.add_argument("--triplets", type=int, required=True, help="how many triplets the run will extract")
+    plan.add_argument("--tokens", type=int, default=64, help="response tokens per triplet (default 64)")
+    plan.add_argument("--layers", type=_layers, default=None, help="'all' or e.g. 0,5,10")
+    plan.add_argument("--kinds", default="base,acc,loc", help="stored kinds (default: base,acc,loc)")
+    plan.add_argument("--dtype", default="float16", choices=["float16", "float32", "bfloat16"])
+    plan.add_argument("--batch-size", type=int, default=8)
+    plan.add_argument("--out", default=None, help="where the store would go (its free space is checked)")
     return parser
 
 
@@ -165,6 +190,8 @@ def _run(args: argparse.Namespace) -> int:
         triplets = build_triplets(load_model(args.model), args.attribute, args.out, config)
         print(summarize(triplets))
         return 0
+    if args.command == "gate":
+        return _gate(args)
     if args.command == "extract":
         from workbench.activations.deltas import extract_deltas
         from workbench.core.models import load_model
@@ -174,9 +201,19 @@ def _run(args: argparse.Namespace) -> int:
         triplets = TripletSet.load(args.triplets)
         if triplets.meta.get("model_id") != model.model_id:
             raise ValueError(f"the triplets were sampled from {triplets.meta.get('model_id')!r}, not {model.model_id!r}")
+        kinds = None if args.kinds is None else [k.strip() for k in args.kinds.split(",") if k.strip()]
         store = extract_deltas(model, triplets.pairs(model.tokenizer), args.out, layers=args.layers,
-                               batch_size=args.batch_size, dtype=args.dtype, local=not args.no_local)
+                               batch_size=args.batch_size, dtype=args.dtype, local=not args.no_local, kinds=kinds)
         print(f"{store.n_tokens} tokens x {len(store.layers)} layers in {len(store.shards)} shards at {store.directory}")
+        return 0
+    if args.command == "plan":
+        from workbench.activations.plan import plan_extraction
+        from workbench.core.models import load_model
+
+        plan = plan_extraction(load_model(args.model), args.triplets, response_tokens=args.tokens, layers=args.layers,
+                               kinds=[k.strip() for k in args.kinds.split(",") if k.strip()], dtype=args.dtype,
+                               batch_size=args.batch_size, directory=args.out)
+        print(plan.describe())
         return 0
     raise AssertionError(args.command)
 
@@ -244,6 +281,32 @@ def _figures(args: argparse.Namespace) -> int:
     if problem:
         print(f"\nonly the HTML figures were written: {problem}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from workbench.core.models import load_model
+    from workbench.evaluation.gating import learn_gate, load_scenario, read_prompt_file, scenario_from_prompts
+
+    if args.scenario is not None:
+        if args.positive or args.negative:
+            raise ValueError("give either --scenario or --positive and --negative, not both")
+        scenario = load_scenario(args.scenario)
+    elif args.positive and args.negative:
+        scenario = scenario_from_prompts(read_prompt_file(args.positive), read_prompt_file(args.negative), seed=args.seed)
+    else:
+        raise ValueError("--positive and --negative (two prompt files) or --scenario are needed")
+    pools = ("mean", "last") if args.pool == "both" else (args.pool,)
+    search, metrics = learn_gate(load_model(args.model), scenario, layers=args.layers, pools=pools, method=args.method,
+                                 seed=args.seed)
+    gate = search.gate
+    sizes = {s: [len(x) for x in scenario.split(s)] for s in ("train", "validation", "test")}
+    print(f"gate: layer {gate.layer}, pool {gate.pool}, score {gate.comparator} {gate.threshold:.4f} "
+          f"(validation F1 {gate.meta['validation']['f1']:.3f}); prompts (positive, negative) {sizes}")
+    print("held-out:")
+    print(metrics.round(3).to_string(index=False))
+    if args.out:
+        print(f"saved: {gate.save(args.out)}")
     return 0
 
 

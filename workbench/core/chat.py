@@ -14,11 +14,14 @@ the steered span is the assistant header followed by the response.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-Placement = Literal["system", "user"]
-PLACEMENTS: tuple[str, ...] = ("system", "user")
+log = logging.getLogger(__name__)
+
+Placement = Literal["system", "user", "auto"]
+PLACEMENTS: tuple[str, ...] = ("system", "user", "auto")
 
 
 def _require_text(value: Any, what: str) -> str:
@@ -46,7 +49,57 @@ def build_messages(question: str, instruction: str | None = None, placement: Pla
         return [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
     if placement == "user":
         return base + [{"role": "user", "content": f"{instruction}\n\n{question}"}]
+    if placement == "auto":
+        raise ValueError("placement 'auto' depends on the chat template: resolve it first with "
+                         "resolve_placement(tokenizer, 'auto')")
     raise ValueError(f"unknown instruction placement {placement!r}; expected one of {PLACEMENTS}")
+
+
+def _tokenizer_name(tokenizer: Any) -> str:
+    return str(getattr(tokenizer, "name_or_path", "") or getattr(tokenizer, "init_kwargs", {}).get("name_or_path")
+               or type(tokenizer).__name__)
+
+
+def has_system_role(tokenizer: Any) -> bool:
+    """Whether the chat template has a system turn of its own.
+
+    False when a system message makes the template raise (Gemma-2), renders exactly as the same
+    text put before the question in the user turn (Gemma-3, Mistral fold it there), or is dropped.
+    """
+    _require_template(tokenizer)
+    question, instruction = "Q?", "S."
+    try:
+        as_system = tokenizer.apply_chat_template(build_messages(question, instruction, "system"), tokenize=False,
+                                                  add_generation_prompt=True)
+    except Exception:  # jinja's raise_exception: "System role not supported"
+        return False
+    as_user = tokenizer.apply_chat_template(build_messages(question, instruction, "user"), tokenize=False,
+                                            add_generation_prompt=True)
+    bare = tokenizer.apply_chat_template(build_messages(question), tokenize=False, add_generation_prompt=True)
+    return as_system not in (as_user, bare)  # folded into the user turn, or dropped
+
+
+def resolve_placement(tokenizer: Any, placement: str = "auto", *, announce: bool = False) -> str:
+    """The instruction placement to use with this tokenizer: ``"system"`` or ``"user"``.
+
+    ``"auto"`` is the system turn where the template has one, else the user turn (said in the log
+    when ``announce``). An explicit ``"system"`` on a template without a system role is an error.
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown instruction placement {placement!r}; expected one of {PLACEMENTS}")
+    if placement == "user":
+        return "user"
+    system = has_system_role(tokenizer)
+    if placement == "system" and not system:
+        raise ValueError(
+            f"the chat template of {_tokenizer_name(tokenizer)!r} has no system role (it rejects a system message, "
+            "folds it into the user turn or drops it), so the instruction cannot go into a system message; use "
+            "placement='user' (or 'auto', which chooses the user turn on such templates)"
+        )
+    if not system and announce:
+        log.info("the chat template of %r has no system role: the instruction goes into the user turn",
+                 _tokenizer_name(tokenizer))
+    return "system" if system else "user"
 
 
 def base_prompt_text(tokenizer: Any, base_system: str | None = None) -> str:
@@ -68,13 +121,16 @@ def base_prompt_text(tokenizer: Any, base_system: str | None = None) -> str:
     return text
 
 
-def _template_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+def _require_template(tokenizer: Any) -> None:
     if not getattr(tokenizer, "chat_template", None):
-        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
         raise ValueError(
-            f"the tokenizer of {name!r} has no chat template; the workbench needs one to build "
+            f"the tokenizer of {_tokenizer_name(tokenizer)!r} has no chat template; the workbench needs one to build "
             "x and x' (use an instruction-tuned model, or set tokenizer.chat_template)"
         )
+
+
+def _template_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    _require_template(tokenizer)
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False)
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):
         ids = ids["input_ids"]
@@ -82,23 +138,72 @@ def _template_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: b
 
 
 def prompt_ids(
-    tokenizer: Any, question: str, instruction: str | None = None, placement: Placement = "system",
+    tokenizer: Any, question: str, instruction: str | None = None, placement: Placement = "auto",
     base_system: str | None = None,
 ) -> tuple[list[int], int]:
     """Token ids of a prompt ending with the assistant header, and the header's length
-    (``base_system``: see :func:`build_messages`).
+    (``placement``: see :func:`resolve_placement`; ``base_system``: see :func:`build_messages`).
 
     Returns:
         (ids, header_len): ``ids[-header_len:]`` are the assistant header tokens, the first
         positions of the steered span.
     """
+    _require_template(tokenizer)
+    if instruction is not None:
+        placement = resolve_placement(tokenizer, placement)
+    if base_system is not None and not has_system_role(tokenizer):
+        raise ValueError(f"the chat template of {_tokenizer_name(tokenizer)!r} has no system role, so it cannot take "
+                         f"the base system prompt {base_system!r}; use base_system=None")
     messages = build_messages(question, instruction, placement, base_system)
     with_header = _template_ids(tokenizer, messages, add_generation_prompt=True)
     without = _template_ids(tokenizer, messages, add_generation_prompt=False)
-    header_len = len(with_header) - len(without)
-    if header_len <= 0 or with_header[: len(without)] != without:
-        raise ValueError("the chat template's generation prompt is not a suffix of the prompt; cannot locate the assistant header")
-    return with_header, header_len
+    return with_header, _header_len(tokenizer, messages, with_header, without)
+
+
+def _header_len(tokenizer: Any, messages: list[dict], with_header: list[int], without: list[int]) -> int:
+    """How many of the prompt's last tokens open the assistant turn (see the module docstring)."""
+    common = 0
+    for a, b in zip(with_header, without):
+        if a != b:
+            break
+        common += 1
+    if common < len(with_header) and common > 0:  # what the generation prompt adds (it may replace a closing eos)
+        return len(with_header) - common
+    if with_header == without:  # no generation prompt: the tokens that close the user turn
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        content = messages[-1]["content"].strip()
+        at = text.rfind(content)
+        tail = text[at + len(content):] if at >= 0 else ""
+        tail_ids = [int(i) for i in tokenizer(tail, add_special_tokens=False)["input_ids"]] if tail.strip() else []
+        if tail_ids and with_header[-len(tail_ids):] == tail_ids:
+            return len(tail_ids)
+    raise ValueError(
+        f"cannot locate the assistant header in the chat template of {_tokenizer_name(tokenizer)!r}: the generation "
+        "prompt adds no tokens after the conversation and no tokens close the user turn, so there is no assistant "
+        "turn to steer (the template must mark where the answer starts)"
+    )
+
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>", "<|endoftext|>",
+                      "<|end_of_text|>", "<eos>")
+
+
+def end_of_turn_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
+    """Token ids that end an assistant turn: the tokenizer's eos, the end-of-turn tokens of the known
+    families that this vocabulary has (ChatML ``<|im_end|>``, Llama-3 ``<|eot_id|>``, Gemma
+    ``<end_of_turn>``, Phi-3 ``<|end|>``, Mistral ``</s>``, ...), and the model's
+    ``generation_config.eos_token_id`` (an int or a list: Llama-3 and Gemma list several).
+
+    Real Gemma tokenizers say ``<eos>`` is their eos while a turn ends with ``<end_of_turn>``;
+    stopping on the eos alone would run every answer to the length limit.
+    """
+    ids = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+    vocab = tokenizer.get_vocab()
+    ids |= {int(vocab[t]) for t in END_OF_TURN_TOKENS if t in vocab}
+    configured = getattr(generation_config, "eos_token_id", None)
+    if configured is not None:
+        ids |= {int(i) for i in (configured if isinstance(configured, (list, tuple)) else [configured])}
+    return ids
 
 
 def encode_response(tokenizer: Any, response: str) -> list[int]:
@@ -154,7 +259,7 @@ def align(
     question: str,
     instruction: str,
     response_ids: Sequence[int],
-    placement: Placement = "system",
+    placement: Placement = "auto",
     max_len: int | None = None,
     base_system: str | None = None,
 ) -> AlignedPair:

@@ -4,6 +4,14 @@ The loop is written here rather than taken from ``TransformerBridge.generate`` s
 exactly one new position per decode step (what a steerer acting "on every generated token"
 needs), so that sampling is seeded per row (the same row seed gives the same sample whatever the
 batch it lands in), and so that rows stop independently at end of turn.
+
+Gated steerers (e.g. :class:`workbench.steering.gates.GatedSteerer`, taken by duck typing: anything
+with ``decide(inputs) -> [RowDecision]`` and ``steerer``, ``alpha``) are decided per row before the
+first generated token, from the unsteered prompt activations (one extra forward, stopped after the
+deepest layer a gate reads) or the prompt text; each row is then steered with its own weight, at
+prefill and at every decode step, in the same batch with the KV cache. A row whose weight is 0
+gets exactly the tokens of unsteered generation, a row whose weight is 1 those of the ungated
+steerer.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from transformers import DynamicCache
 from workbench.core.chat import prompt_ids
 from workbench.core.fingerprint import sample_seed
 from workbench.core.models import LoadedModel
-from workbench.core.span import Span, prefill_span_mask
+from workbench.core.span import GateInputs, RowDecision, Span, prefill_span_mask
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ def generate_batch(
     row_seeds: Sequence[int] | None = None,
     steerers: Sequence[tuple] = (),
     header_lens: Sequence[int] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> list[list[int]]:
     """Generate continuations of one batch of prompts (token id lists).
 
@@ -147,13 +156,86 @@ def generate_batch(
             generated token (one position per decode step, with the KV cache).
         header_lens: the assistant header length of each prompt (from
             :func:`workbench.core.chat.prompt_ids`); required with steerers.
+        texts: what a text gate reads for each prompt (default: the decoded prompt).
     """
-    return _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record=False)[0]
+    return _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record=False, texts=texts)[0]
+
+
+def _is_gated(item) -> bool:
+    return callable(getattr(item, "decide", None))
+
+
+def _steering_items(steerers: Sequence) -> list[tuple]:
+    """``(steerer, alpha, gated or None)`` for each entry of ``steerers`` (a SteererAt, a
+    ``(steerer, alpha)`` pair, or a gated steerer)."""
+    out = []
+    for item in steerers:
+        if _is_gated(item):
+            out.append((item.steerer, float(item.alpha), item))
+        else:
+            steerer, alpha = item
+            out.append((steerer, alpha, None))
+    return out
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the deepest layer a gate reads has been seen: the rest of the forward is skipped."""
+
+
+@torch.no_grad()
+def read_prompt_resid(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor,
+                      layers: Sequence[int]) -> dict[int, torch.Tensor]:
+    """The unsteered residual stream of left-padded prompts at ``layers``: ``{layer: [batch, width, d]}``.
+
+    One forward (no KV cache), stopped after the deepest layer asked for; the positions are those
+    of the generation prefill.
+    """
+    layers = model.check_layers(layers)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    seen: dict[int, torch.Tensor] = {}
+    last = max(layers)
+
+    def reader(layer: int):
+        def hook(resid, hook=None):
+            seen[layer] = resid.detach()
+            if layer == last:
+                raise _StopForward
+            return resid
+
+        return hook
+
+    try:
+        with model.bridge.hooks(fwd_hooks=[(model.resid_hook(l), reader(l)) for l in layers]):
+            model.bridge(ids.to(model.device), attention_mask=mask.to(model.device),
+                         position_ids=positions.to(model.device), return_type=None)
+    except _StopForward:
+        pass
+    return {l: seen[l] for l in layers}
+
+
+def _decide(model: LoadedModel, gated: Sequence, ids: torch.Tensor, mask: torch.Tensor,
+            texts: Sequence[str]) -> list[list[RowDecision]]:
+    """Each gated steerer's decisions on the batch, ``[gated][row]``, checked."""
+    prefetch = tuple(sorted({int(l) for g in gated for l in getattr(g, "gate_layers", ())}))
+    inputs = GateInputs(list(texts), ids, mask, model, lambda layers: read_prompt_resid(model, ids, mask, layers),
+                        prefetch)
+    out = []
+    for g in gated:
+        rows = list(g.decide(inputs))
+        if len(rows) != ids.shape[0] or not all(isinstance(r, RowDecision) for r in rows):
+            raise ValueError(f"{g!r}.decide returned {len(rows)} decisions for a batch of {ids.shape[0]} rows; "
+                             "a gate answers one RowDecision per row")
+        bad = [r for r in rows if not 0.0 <= r.weight <= 1.0]
+        if bad:
+            raise ValueError(f"gate weight {bad[0].weight} of {bad[0].rule!r} is outside [0, 1]")
+        out.append(rows)
+    return out
 
 
 @torch.no_grad()  # generation never trains: a graph kept across decode steps costs ~150 MB per step at batch 16
-def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record: bool):
-    """:func:`generate_batch`, also returning per-row lambdas when ``record`` (see :class:`_LambdaRecorder`)."""
+def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, record: bool, texts=None):
+    """:func:`generate_batch`, also returning per-row lambdas when ``record`` (see :class:`_LambdaRecorder`)
+    and per-row gate decisions (``None`` without gated steerers)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt must hold at least one token")
     longest = max(len(p) for p in prompts) + config.max_new_tokens
@@ -164,6 +246,9 @@ def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, re
         raise ValueError("sampling needs one seed per prompt (row_seeds)")
     if steerers and (header_lens is None or len(header_lens) != len(prompts)):
         raise ValueError("steering needs header_lens: the assistant header length of each prompt")
+    if texts is not None and len(texts) != len(prompts):
+        raise ValueError(f"{len(texts)} texts for {len(prompts)} prompts")
+    items = _steering_items(steerers)
     generators = None
     if sampling:
         generators = [torch.Generator().manual_seed(int(s)) for s in row_seeds]
@@ -172,25 +257,49 @@ def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, re
     ids, mask = left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    recorder = _LambdaRecorder(model, [s for s, _ in steerers]) if record and steerers else None
+    gated = [g for _, _, g in items if g is not None]
+    decisions = None
+    if gated:
+        for g in gated:
+            if callable(getattr(g, "check_model", None)):
+                g.check_model(model)
+        if texts is None:
+            texts = [model.tokenizer.decode(list(p), skip_special_tokens=True) for p in prompts]
+        decisions = _decide(model, gated, ids, mask, texts)
+    recorder = _LambdaRecorder(model, [s for s, _, _ in items]) if record and items else None
     with ExitStack() as stack:
-        span = None
+        spans = []
         if recorder is not None:
             stack.enter_context(recorder.hooks())  # first, so readers see each layer before steering
-        if steerers:
-            span = Span()
-            for steerer, alpha in steerers:
-                stack.enter_context(steerer.apply(model, alpha, span))
-            span.mask = prefill_span_mask(mask, list(header_lens)).to(device)
+        shared = Span() if any(g is None for _, _, g in items) else None
+        if shared is not None:
+            spans.append(shared)
+        k = 0
+        for steerer, alpha, g in items:
+            if g is None:
+                stack.enter_context(steerer.apply(model, alpha, shared))
+                continue
+            rows = torch.tensor([d.weight for d in decisions[k]], dtype=torch.float32, device=device)
+            k += 1
+            if not bool((rows > 0).any()):
+                continue  # no row steered: no hooks at all
+            span = Span(rows=rows)
+            spans.append(span)
+            stack.enter_context(steerer.apply(model, alpha, span))
+        if items:
+            prefill = prefill_span_mask(mask, list(header_lens)).to(device)
+            for span in spans:
+                span.mask = prefill
         cache = new_kv_cache(model)
         logits = forward_with_cache(model, ids, mask, positions, cache)
         _check_cache_filled(cache, ids.shape[1])
-        if span is not None:
-            span.mask = None  # decode steps: every generated token is in the steered span
+        for span in spans:
+            span.mask = None  # decode steps: every generated token is in the steered span (rows weights stay)
         out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts),
                       feed_last=recorder is not None)
     lambdas = recorder.per_row(header_lens, [len(o) for o in out]) if recorder is not None else None
-    return out, lambdas
+    per_row = [tuple(d[row] for d in decisions) for row in range(len(prompts))] if decisions is not None else None
+    return out, lambdas, per_row
 
 
 class _LambdaRecorder:
@@ -273,30 +382,39 @@ def generate(
     progress: bool = True,
     steerers: Sequence[tuple] = (),
     header_lens: Sequence[int] | None = None,
+    texts: Sequence[str] | None = None,
 ) -> list[list[int]]:
     """:func:`generate_batch` over many prompts, in batches, with a progress bar.
 
     Prompts are batched in order of length so that padding stays small; results come back in
-    the order given.
+    the order given. ``texts``: what text gates read for each prompt (default: the decoded prompt).
     """
-    return _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record=False)[0]
+    return _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record=False,
+                     texts=texts)[0]
 
 
-def _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record: bool):
+def _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record: bool,
+              texts=None):
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list = [None] * len(prompts)
     lambdas: list = [None] * len(prompts)
+    decisions: list = [None] * len(prompts)
+    if texts is not None and len(texts) != len(prompts):
+        raise ValueError(f"{len(texts)} texts for {len(prompts)} prompts")
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="generating", disable=not progress, leave=False):
         seeds = [row_seeds[i] for i in batch] if row_seeds is not None else None
         heads = [header_lens[i] for i in batch] if header_lens is not None else None
-        ids, lams = _generate_batch(model, [prompts[i] for i in batch], config, seeds, steerers, heads, record)
+        words = [texts[i] for i in batch] if texts is not None else None
+        ids, lams, decs = _generate_batch(model, [prompts[i] for i in batch], config, seeds, steerers, heads, record,
+                                          texts=words)
         for k, i in enumerate(batch):
             results[i] = ids[k]
             lambdas[i] = lams[k] if lams is not None else None
-    return results, lambdas
+            decisions[i] = decs[k] if decs is not None else None
+    return results, lambdas, decisions
 
 
 @dataclass(frozen=True)
@@ -310,6 +428,9 @@ class Generation:
         lambdas: with steerers, one ``[n_layers, header_len + len(ids), rank]`` tensor per
             steerer: the per-token lambda read at each of its layers on the header and on every
             generated token (what a heat map of the answer draws); ``None`` without steerers.
+        decisions: with gated steerers, one :class:`~workbench.core.span.RowDecision` per gated
+            steerer (in the order given): whether and how strongly this answer was steered, the
+            gate's score, and why a gate failed; ``None`` without gated steerers.
     """
 
     question: str
@@ -318,6 +439,12 @@ class Generation:
     text: str
     header_len: int
     lambdas: tuple[torch.Tensor, ...] | None = None
+    decisions: tuple[RowDecision, ...] | None = None
+
+    @property
+    def steered(self) -> bool | None:
+        """Whether any gated steerer acted on this answer (``None`` without gated steerers)."""
+        return None if self.decisions is None else any(d.steered for d in self.decisions)
 
 
 def answer_seed(seed: int, question: str) -> int:
@@ -348,7 +475,8 @@ def generate_answers(
 
     Args:
         steerers: steerers at a strength, ``[a_psr.at(1.0)]`` (or ``1.0 * a_psr``, or the older
-            ``(steerer, alpha)`` pairs); several stack.
+            ``(steerer, alpha)`` pairs); several stack. Gated steerers (``gate.then(a_psr.at(1.0))``)
+            act only on the rows their gate accepts; the text gates read the question.
         placement, base_system: where the instruction goes and the base system prompt (see
             :func:`workbench.core.chat.build_messages`).
 
@@ -364,9 +492,10 @@ def generate_answers(
         raise ValueError("no questions to answer")
     built = [prompt_ids(model.tokenizer, q, instruction, placement, base_system) for q in questions]
     seeds = [answer_seed(seed, q) for q in questions]
-    ids, lambdas = _generate(model, [p for p, _ in built], config, seeds, batch_size, progress, list(steerers),
-                             [h for _, h in built], record=record_lambdas and bool(steerers))
+    ids, lambdas, decisions = _generate(model, [p for p, _ in built], config, seeds, batch_size, progress,
+                                        list(steerers), [h for _, h in built], record=record_lambdas and bool(steerers),
+                                        texts=list(questions))
     return [
-        Generation(q, instruction, out, model.tokenizer.decode(out, skip_special_tokens=True).strip(), h, lam)
-        for q, (_, h), out, lam in zip(questions, built, ids, lambdas)
+        Generation(q, instruction, out, model.tokenizer.decode(out, skip_special_tokens=True).strip(), h, lam, dec)
+        for q, (_, h), out, lam, dec in zip(questions, built, ids, lambdas, decisions)
     ]

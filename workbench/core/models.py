@@ -9,8 +9,17 @@ Three sources share one code path (a Hugging Face causal LM wrapped by
   checksums do not match is rebuilt, never used;
 - the tiny random-init model for unit tests (a small Llama config and a byte-level BPE
   tokenizer with a ChatML template, both built locally; see :mod:`workbench.core.tiny`);
+- tiny random-init models of the real families (``"tiny-random-llama3"``, ``-qwen2``, ``-gemma2``,
+  ``-gemma3``, ``-mistral``, ``-phi3``), each with its family's chat format, built locally (see
+  :mod:`workbench.core.families`);
 - any model TransformerBridge supports, by Hugging Face name or local directory, where its
   weights are reachable (this is how to move to Gemma-2 or Llama-3 on a GPU).
+
+Placement: ``device="cuda"`` puts every weight on one device; ``device_map`` (``"auto"``,
+``"balanced"`` or a dict of module name -> device) is handed to Hugging Face's loader (accelerate
+places the layers), and the bridge wraps the dispatched model: layers may sit on several GPUs, or
+on the CPU and on disk (``offload_folder``). Hooks then see each layer's activations on that
+layer's device; the workbench moves what it records to where it is needed.
 
 Layer convention: "layer l" is ``blocks.{l}.hook_resid_post``, the residual stream after block l.
 It equals Hugging Face ``hidden_states[l + 1]`` for every block but the last, whose HF hidden
@@ -27,17 +36,17 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
+from workbench.core.families import FAMILIES, build_family_model
 from workbench.core.files import cache_root
+from workbench.core.placement import check_device_map_of, check_dtype, dispatch, from_pretrained, map_devices
 from workbench.core.tiny import build_tiny_model
 
 log = logging.getLogger(__name__)
@@ -80,7 +89,16 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
+        """Where inputs go: the input embedding's device (the first layer's, under a device map)."""
+        configured = getattr(self.bridge.cfg, "device", None)
+        if configured:
+            return torch.device(configured)
         return next(self.bridge.original_model.parameters()).device
+
+    @property
+    def device_map(self) -> dict | None:
+        """The Hugging Face device map the weights were dispatched with, or ``None`` (one device)."""
+        return getattr(self.bridge.original_model, "hf_device_map", None) or None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -133,6 +151,8 @@ def load_model(
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    device_map: str | dict | None = None,
+    offload_folder: str | Path | None = None,
     n_layers: int = 2,
     seed: int = 0,
 ) -> LoadedModel:
@@ -140,48 +160,79 @@ def load_model(
 
     Args:
         name: ``"smollm2-135m-instruct"`` (the embedded default, offline), ``"tiny-random-llama"``
-            (random init, for tests), a Hugging Face model name, or a local model directory.
-        device: where to put the weights (``"cpu"``, ``"cuda"``, ...).
-        dtype: weight dtype (float32 by default; bfloat16/float16 on a GPU).
-        n_layers, seed: only for the tiny model (its depth and init seed).
+            or a tiny family (``"tiny-random-qwen2"``, ...; random init, for tests), a Hugging Face
+            model name, or a local model directory.
+        device: where to put the weights (``"cpu"``, ``"cuda"``, ...); ignored with ``device_map``.
+        dtype: weight dtype (float32 by default; bfloat16/float16 on a GPU). Activations recorded
+            for deltas and steerers are float32 whatever the weights.
+        device_map: a Hugging Face device map (``"auto"``, ``"balanced"``, ``"sequential"``, or
+            ``{module name: device}``), applied by the HF loader through accelerate.
+        offload_folder: where a device map's ``"disk"`` modules are kept.
+        n_layers, seed: only for the tiny models (their depth and init seed).
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     name = name.strip()
+    check_dtype(device if device_map is None else map_devices(device_map), dtype)
     if name in _EMBEDDED_ALIASES:
-        hf_model, tokenizer = _load_embedded(dtype)
+        hf_model, tokenizer = _load_embedded(dtype, device_map, offload_folder)
         model_id, bridge_name = EMBEDDED_MODEL, EMBEDDED_HF_NAME
-    elif name == TINY_MODEL:
-        hf_model, tokenizer = build_tiny_model(n_layers=n_layers, seed=seed)
-        model_id, bridge_name = f"{TINY_MODEL}-L{n_layers}-s{seed}", TINY_MODEL
+    elif name == TINY_MODEL or name in FAMILIES:
+        build = build_tiny_model if name == TINY_MODEL else lambda **kw: build_family_model(name, **kw)
+        hf_model, tokenizer = build(n_layers=n_layers, seed=seed)
+        model_id, bridge_name = f"{name}-L{n_layers}-s{seed}", name
+        if device_map is not None:
+            hf_model = dispatch(hf_model, dtype, device_map, offload_folder)
     else:
-        hf_model, tokenizer = _load_by_name(name, dtype)
+        hf_model, tokenizer = _load_by_name(name, dtype, device_map, offload_folder)
         model_id, bridge_name = name, name
-    hf_model = hf_model.to(device=device, dtype=dtype).eval()
-    return wrap_model(hf_model, tokenizer, model_id=model_id, bridge_name=bridge_name)
+    if device_map is None:
+        hf_model = hf_model.to(device=device, dtype=dtype)
+    return wrap_model(hf_model.eval(), tokenizer, model_id=model_id, bridge_name=bridge_name)
 
 
 def wrap_model(hf_model: Any, tokenizer: Any, *, model_id: str, bridge_name: str | None = None) -> LoadedModel:
-    """Wrap an already-loaded Hugging Face causal LM and tokenizer in a TransformerBridge."""
+    """Wrap an already-loaded Hugging Face causal LM and tokenizer in a TransformerBridge.
+
+    Raises:
+        ValueError: the model's architecture is one TransformerBridge does not serve (named).
+    """
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    device = next(hf_model.parameters()).device
-    bridge = TransformerBridge.boot_transformers(
-        bridge_name or model_id,
-        hf_model=hf_model,
-        tokenizer=tokenizer,
-        device=device,
-        dtype=next(hf_model.parameters()).dtype,
-    )
+    if not getattr(hf_model.config, "architectures", None):
+        hf_model.config.architectures = [type(hf_model).__name__]  # what the bridge dispatches on
+    architecture = hf_model.config.architectures[0]
+    device_map = getattr(hf_model, "hf_device_map", None)
+    first = next(hf_model.parameters())
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            bridge_name or model_id,
+            hf_model=hf_model,
+            tokenizer=tokenizer,
+            device=None if device_map else first.device,
+            dtype=first.dtype,
+        )
+    except ValueError as err:
+        if "architecture" not in str(err).lower():
+            raise
+        raise ValueError(
+            f"TransformerBridge cannot serve {model_id!r}: its architecture {architecture} is not one the installed "
+            "transformer-lens supports (see TransformerBridge.list_supported_models()); the tested families are "
+            f"{sorted(FAMILIES)} and SmolLM2"
+        ) from None
     bridge.eval()
     return LoadedModel(bridge=bridge, tokenizer=tokenizer, model_id=model_id)
 
 
-def _load_by_name(name: str, dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_by_name(name: str, dtype: torch.dtype, device_map=None, offload_folder=None) -> tuple[Any, Any]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
-        hf_model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        if isinstance(device_map, dict):
+            check_device_map_of(name, device_map)
+        hf_model = from_pretrained(name, dtype, device_map, offload_folder)
     except (OSError, ValueError) as err:
+        if device_map is not None and "device" in str(err).lower():
+            raise ValueError(f"the device_map does not fit {name!r}: {err}") from err
         raise ValueError(
             f"unknown model {name!r}: it is not the embedded model ({EMBEDDED_MODEL!r}), not "
             f"{TINY_MODEL!r}, not a local model directory, and its weights are not reachable "
@@ -236,7 +287,7 @@ def check_model_cache(directory: Path, gguf: Path) -> str | None:
     return None
 
 
-def _load_embedded(dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_embedded(dtype: torch.dtype, device_map=None, offload_folder=None) -> tuple[Any, Any]:
     gguf = embedded_gguf_path()
     directory = embedded_cache_dir()
     problem = check_model_cache(directory, gguf) if directory.exists() else "not built yet"
@@ -245,21 +296,9 @@ def _load_embedded(dtype: torch.dtype) -> tuple[Any, Any]:
             log.warning("model cache %s is unusable (%s); rebuilding it", directory, problem)
         _build_embedded_cache(gguf, directory)
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    with _quiet_loading():  # a one-second load from the local cache needs no progress bar
-        hf_model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+    # a one-second load from the local cache needs no progress bar
+    hf_model = from_pretrained(directory, dtype, device_map, offload_folder)
     return hf_model, tokenizer
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Hide transformers' weight-loading bar for a while, restoring its setting afterwards."""
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _build_embedded_cache(gguf: Path, directory: Path) -> None:

@@ -36,32 +36,44 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(vocab_size: int = 384) -> Any:
-    """A byte-level BPE tokenizer with ChatML special tokens and chat template."""
+def build_tiny_tokenizer(
+    vocab_size: int = 384,
+    *,
+    specials: tuple[str, ...] = ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+    bos_token: str = "<|im_start|>",
+    eos_token: str = "<|im_end|>",
+    unk_token: str = "<|endoftext|>",
+    pad_token: str = "<|im_end|>",
+    chat_template: str | None = CHATML_TEMPLATE,
+    name: str = "tiny-random-llama",
+    corpus: tuple[str, ...] = (),
+) -> Any:
+    """A byte-level BPE tokenizer trained on a few built-in sentences, with ``specials`` as
+    special tokens and ``chat_template`` (ChatML by default; other families pass their own, see
+    :mod:`workbench.core.families`). ``corpus`` adds sentences (e.g. a family's role names)."""
 
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=specials,
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    core.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    core.train_from_iterator((_CORPUS + list(corpus)) * 4, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|im_end|>",
+        bos_token=bos_token,
+        eos_token=eos_token,
+        unk_token=unk_token,
+        pad_token=pad_token,
     )
-    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.chat_template = chat_template
     # TransformerBridge re-loads a tokenizer by ``name_or_path`` unless it already declares
     # ``add_bos_token``; this one exists only in memory, so declare it. The workbench always
-    # tokenizes through the chat template, which writes <|im_start|> itself.
-    tokenizer.init_kwargs["name_or_path"] = "tiny-random-llama"
+    # tokenizes through the chat template, which writes its own opening tokens.
+    tokenizer.init_kwargs["name_or_path"] = name
     tokenizer.init_kwargs["add_bos_token"] = True
     return tokenizer
 

@@ -48,15 +48,11 @@ import pandas as pd
 from workbench.core.chat import AlignedPair
 from workbench.core.generation import SamplingConfig
 from workbench.core.models import LoadedModel
-from workbench.data.attributes import SPLITS, Attribute, data_dir, load_question_splits
+from workbench.data.attributes import SPLITS, Attribute, data_dir, load_question_splits, make_attribute
 from workbench.data.triplets import TripletConfig, TripletSet, build_triplets
 from workbench.judges.base import Score
 from workbench.judges.ifeval import IFEvalJudge
-from workbench.judges.offline import (
-    AttributeJudge,
-    CoherenceJudge,
-    FunctionJudge,
-)
+from workbench.judges.offline import CoherenceJudge, FunctionJudge
 
 __all__ = [
     "INSTRUCTIONS_FILE",
@@ -226,7 +222,8 @@ def _key(question: str) -> str:
 
 def instruction_attribute(instruction: Instruction | str, *, train: Sequence[str] | None = None,
                           loose: bool = False) -> Attribute:
-    """The instruction as an :class:`~workbench.data.attributes.Attribute` named ``"if:<id>"``.
+    """The instruction as an :class:`~workbench.data.attributes.Attribute` named ``"if:<id>"``
+    (made by :func:`~workbench.data.attributes.make_attribute`).
 
     Its one instruction is ``instruction.text``, its judge the instruction's checker
     (:meth:`Instruction.judge`: 100 or 0, strict unless ``loose``), its questions the splits of
@@ -239,8 +236,8 @@ def instruction_attribute(instruction: Instruction | str, *, train: Sequence[str
         taken = {_key(q) for q in train}
         splits = {"train": tuple(train), **{s: tuple(q for q in splits[s] if _key(q) not in taken)
                                             for s in SPLITS if s != "train"}}
-    return Attribute(f"if:{ins.id}", f"follows the verifiable instruction {ins.id!r} ({ins.checker})",
-                     (ins.text,), (), (), splits, AttributeJudge(ins.judge(loose), {}))
+    return make_attribute(f"if:{ins.id}", f"follows the verifiable instruction {ins.id!r} ({ins.checker})",
+                          [ins.text], splits, ins.judge(loose))
 
 
 # --------------------------------------------------------------------------- training triplets
@@ -254,6 +251,7 @@ def _folder(directory: str | Path | None):
         return
     with tempfile.TemporaryDirectory(prefix="workbench-if-") as tmp:
         yield Path(tmp)
+
 
 @dataclass(frozen=True)
 class TrainingSamples:
@@ -305,22 +303,23 @@ def sample_training_pairs(
     """Sample ``y'`` from ``x'`` for each question with :func:`~workbench.data.triplets.build_triplets`.
 
     The attribute is :func:`~workbench.data.instructions.instruction_attribute` with ``questions``
-    as its training split: a sample is kept when it follows the instruction (judge score 100) and,
-    unless ``coherence_threshold`` is None, the offline coherence judge (text heuristics, no
-    model) scores it at least that (0-100): the DESIGN rule that only successful, coherent samples
-    train a steerer. Each sample has its own seed (``sample_seed(seed, question, text, index)``),
+    as its training split: a sample is kept when it follows the instruction (judge score 100) and
+    the offline coherence judge (text heuristics, no model) scores it at least
+    ``coherence_threshold`` (0-100): the DESIGN rule that only successful, coherent samples train a
+    steerer. With ``coherence_threshold`` None (or 0) coherence is not judged (stored as 100, "not
+    judged"). Each sample has its own seed (``sample_seed(seed, question, text, index)``),
     so the draw does not depend on batching. With a ``directory`` the triplets are stored there
     and a rerun resumes them; without one they live in a temporary folder.
     """
     ins = as_instruction(instruction)
     if not questions:
         raise ValueError("no questions to sample training responses for")
-    filtered = coherence_threshold is not None
+    filtered = coherence_threshold is not None and coherence_threshold > 0
     config = TripletConfig(split="train", samples_per_question=samples_per_question, placement=placement,
                            max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                            top_p=sampling.top_p, seed=seed, batch_size=batch_size,
-                           threshold=coherence_threshold if filtered and coherence_threshold > 0 else 50.0)
-    coherence = CoherenceJudge() if filtered and coherence_threshold > 0 else FunctionJudge(
+                           threshold=coherence_threshold if filtered else 50.0)
+    coherence = CoherenceJudge() if filtered else FunctionJudge(
         lambda _: Score(100.0, "not judged: no coherence filter"), name="no coherence filter")
     with _folder(directory) as where:
         triplets = build_triplets(model, instruction_attribute(ins, train=questions), where, config,

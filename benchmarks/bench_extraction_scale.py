@@ -1,0 +1,74 @@
+"""Benchmark: peak memory and time of a Delta_PS extraction as the number of triplets grows.
+
+Each size runs in a fresh process (peak RSS is a high-water mark, so one process per size) on a
+random-init model of a real family, extracting accumulated and local deltas at every layer into a
+float16 store that streams one shard per batch. The goal: memory at 1,000 triplets within 1.2x of
+memory at 100, and time linear in the number of triplets.
+
+    python benchmarks/bench_extraction_scale.py [--sizes 100,1000] [--model tiny-random-llama3]
+        [--layers 8] [--tokens 64] [--batch 8] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def run_one(args: argparse.Namespace) -> dict:
+    import torch
+
+    from workbench.activations.deltas import extract_deltas
+    from workbench.activations.plan import synthetic_pairs
+    from workbench.core.models import load_model
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, n_layers=args.layers)
+    pairs = synthetic_pairs(model, args.n, args.tokens)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = extract_deltas(model, pairs, tmp, batch_size=args.batch, progress=False)
+        seconds = time.perf_counter() - start
+        size = sum(p.stat().st_size for p in store.directory.glob("shard-*"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"n": args.n, "tokens": store.n_tokens, "seconds": seconds, "peak_rss_mb": peak / 1024,
+            "rss_before_mb": before / 1024, "store_mb": size / 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--model", default="tiny-random-llama3")
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n", type=int, default=None, help=argparse.SUPPRESS)  # one size, in the child
+    args = parser.parse_args()
+    if args.n is not None:
+        print(json.dumps(run_one(args)))
+        return
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        cmd = [sys.executable, __file__, "--n", str(n), "--model", args.model, "--layers", str(args.layers),
+               "--tokens", str(args.tokens), "--batch", str(args.batch), "--threads", str(args.threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"{r['n']:>6} triplets  {r['tokens']:>7} span tokens  {r['seconds']:7.1f} s  "
+              f"peak RSS {r['peak_rss_mb']:7.1f} MB (after loading {r['rss_before_mb']:.1f})  store {r['store_mb']:.1f} MB",
+              flush=True)
+    if len(rows) >= 2:
+        first, last = rows[0], rows[-1]
+        print(f"memory ratio {last['peak_rss_mb'] / first['peak_rss_mb']:.2f} (goal <= 1.2); time per triplet "
+              f"{first['seconds'] / first['n'] * 1e3:.1f} ms -> {last['seconds'] / last['n'] * 1e3:.1f} ms (linear: equal)")
+
+
+if __name__ == "__main__":
+    main()
