@@ -3,7 +3,9 @@ SmolLM2-135M and the tiny random Llama), chat formatting and token alignment, th
 and its masks, batched generation with the KV cache, likelihood, atomic files and the cache root,
 and the one fingerprint helper every cache key uses."""
 
-from workbench.core.chat import AlignedPair, align, build_messages, encode_response, prompt_ids
+from workbench.core.chat import (
+    AlignedPair, align, build_messages, encode_response, end_of_turn_ids, has_system_role, prompt_ids, resolve_placement,
+)
 from workbench.core.files import atomic_path, atomic_write_bytes, atomic_write_json, cache_root
 from workbench.core.fingerprint import fingerprint, sample_seed
 from workbench.core.generation import Generation, SamplingConfig, generate, generate_answers, generate_batch
@@ -14,6 +16,6 @@ from workbench.core.span import Span, aligned_span_mask, prefill_span_mask, righ
 __all__ = [
     "EMBEDDED_MODEL", "TINY_MODEL", "AlignedPair", "Generation", "LoadedModel", "SamplingConfig", "Span", "align",
     "aligned_span_mask", "atomic_path", "atomic_write_bytes", "atomic_write_json", "build_messages", "cache_root",
-    "encode_response", "fingerprint", "generate", "generate_answers", "generate_batch", "load_model", "logprob_fn",
-    "mean_response_logprob", "prefill_span_mask", "prompt_ids", "right_pad", "sample_seed", "wrap_model",
+    "encode_response", "end_of_turn_ids", "fingerprint", "has_system_role", "generate", "generate_answers", "generate_batch", "load_model", "logprob_fn",
+    "mean_response_logprob", "prefill_span_mask", "prompt_ids", "resolve_placement", "right_pad", "sample_seed", "wrap_model",
 ]

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from workbench.core.chat import prompt_ids
+from workbench.core.chat import end_of_turn_ids, prompt_ids
 from workbench.core.fingerprint import sample_seed
 from workbench.core.models import LoadedModel
 from workbench.core.span import GateInputs, RowDecision, Span, prefill_span_mask
@@ -55,13 +55,10 @@ class SamplingConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def stop_token_ids(tokenizer) -> set[int]:
-    """End-of-turn ids: the tokenizer's eos and, for ChatML, ``<|im_end|>``."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
-    return ids
+def stop_token_ids(tokenizer, generation_config=None) -> set[int]:
+    """End-of-turn ids: the tokenizer's eos, the known families' end-of-turn tokens its vocabulary
+    has, and the model's configured eos ids (see :func:`workbench.core.chat.end_of_turn_ids`)."""
+    return end_of_turn_ids(tokenizer, generation_config)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,7 +347,8 @@ def _decode(model, logits, cache, mask, positions, config, generators, n_rows, f
     ``feed_last``: run the final tokens through the model too (their logits are unused), so that
     hooks see every generated token, e.g. to read lambda on it.
     """
-    stops = stop_token_ids(model.tokenizer) if config.stop_at_end_of_turn else set()
+    stops = stop_token_ids(model.tokenizer, getattr(model.bridge.original_model, "generation_config", None)) \
+        if config.stop_at_end_of_turn else set()
     pad_id = model.tokenizer.pad_token_id
     out: list[list[int]] = [[] for _ in range(n_rows)]
     done = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
@@ -461,7 +459,7 @@ def generate_answers(
     steerers: Sequence[tuple] = (),
     config: SamplingConfig = SamplingConfig(),
     seed: int = 0,
-    placement: str = "system",
+    placement: str = "auto",
     base_system: str | None = None,
     batch_size: int = 16,
     record_lambdas: bool = True,
