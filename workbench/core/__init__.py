@@ -4,7 +4,14 @@ and its masks, batched generation with the KV cache, likelihood, atomic files an
 and the one fingerprint helper every cache key uses."""
 
 from workbench.core.chat import (
-    AlignedPair, align, build_messages, encode_response, end_of_turn_ids, has_system_role, prompt_ids, resolve_placement,
+    AlignedPair,
+    align,
+    build_messages,
+    encode_response,
+    end_of_turn_ids,
+    has_system_role,
+    prompt_ids,
+    resolve_placement,
 )
 from workbench.core.files import atomic_path, atomic_write_bytes, atomic_write_json, cache_root
 from workbench.core.fingerprint import fingerprint, sample_seed

@@ -3,9 +3,10 @@ their judge), the prompt-steered triplets ``(x, x', y')`` sampled and judged fro
 verifiable instruction set."""
 
 from workbench.data.attributes import Attribute, list_attributes, load_attribute, make_attribute, split_questions
+from workbench.data.instructions import Instruction, get_instruction, instruction_attribute, load_instructions
 from workbench.data.triplets import TripletConfig, TripletSet, build_triplets, summarize
 
 __all__ = [
-    "Attribute", "TripletConfig", "TripletSet", "build_triplets", "list_attributes", "load_attribute",
+    "Attribute", "Instruction", "TripletConfig", "TripletSet", "build_triplets", "get_instruction", "instruction_attribute", "list_attributes", "load_attribute", "load_instructions",
     "make_attribute", "split_questions", "summarize",
 ]

@@ -295,7 +295,7 @@ def sample_training_pairs(
     samples_per_question: int = 1,
     sampling: SamplingConfig = SamplingConfig(max_new_tokens=64, temperature=0.7),
     coherence_threshold: float | None = 50.0,
-    placement: str = "system",
+    placement: str = "auto",
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
@@ -308,7 +308,8 @@ def sample_training_pairs(
     ``coherence_threshold`` (0-100): the DESIGN rule that only successful, coherent samples train a
     steerer. With ``coherence_threshold`` None (or 0) coherence is not judged (stored as 100, "not
     judged"). Each sample has its own seed (``sample_seed(seed, question, text, index)``),
-    so the draw does not depend on batching. With a ``directory`` the triplets are stored there
+    so the draw does not depend on batching. ``placement``: where the instruction goes (``"auto"``:
+    the system turn where the chat template has one, as the comparison's answers do). With a ``directory`` the triplets are stored there
     and a rerun resumes them; without one they live in a temporary folder.
     """
     ins = as_instruction(instruction)

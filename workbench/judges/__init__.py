@@ -19,6 +19,7 @@ Modules, one job each:
 """
 
 from workbench.judges.base import Judge, Score, check_batch, success
+from workbench.judges.ifeval import IFEvalJudge
 from workbench.judges.llm_client import ChatClient, JudgeRequestError, LLMJudgeConfig, default_cache_dir
 from workbench.judges.llm_judges import RatingJudge, Ratings, ScoreJudge, make_llm_judges
 from workbench.judges.llm_parsing import combine_ratings, parse_rating, parse_score_text, score_from_top_logprobs
@@ -39,6 +40,7 @@ from workbench.judges.offline import (
 )
 
 __all__ = [
+    "IFEvalJudge",
     "Judge", "Score", "check_batch", "success",
     "AttributeJudge", "BaseJudge", "BrevityJudge", "CoherenceJudge", "EmojiJudge", "FunctionJudge", "LexiconJudge",
     "StopwordLanguageJudge", "UppercaseJudge", "JUDGE_FACTORIES", "make_judge", "words_of", "count_emoji",
