@@ -11,22 +11,37 @@ weights_mb, rss_after_load_mb, peak_rss_mb, added_mb (peak over the post-warm-up
 from __future__ import annotations
 
 import json
-import resource
 import sys
 
 import torch
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    # VmHWM belongs to this process's own address space. getrusage's ru_maxrss does not: Linux carries
+    # the high-water mark across fork and exec, so a probe started from a 1.3 GB pytest process would
+    # report 1.3 GB whatever it did.
+    return _status_mb("VmHWM")
+
+
+def _reset_peak() -> None:
+    """Start the high-water mark again from the current RSS (Linux >= 4.0), where allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
 
 
 def main(argv: list[str]) -> None:
@@ -52,6 +67,7 @@ def main(argv: list[str]) -> None:
     run = generation._generate_batch.__wrapped__ if with_grad else generation._generate_batch
     run(model, prompts[:1], SamplingConfig(max_new_tokens=2, temperature=0), None, (), None, False)  # warm-up
     base = _rss_mb()
+    _reset_peak()
     with torch.enable_grad():  # a user's notebook runs in grad mode
         run(model, prompts, config, None, (), None, False)
     peak = _peak_mb()
