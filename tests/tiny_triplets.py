@@ -16,3 +16,26 @@ def make_tiny_pairs(tiny_model):
         ("Why is the sky blue?", "WRITE IN CAPITAL LETTERS.", "SUNLIGHT SCATTERS."),
     ]
     return [align(tok, q, i, encode_response(tok, r) + [end]) for q, i, r in items]
+
+
+def replay_local_deltas(model, pair, acts):
+    """Run ``x y'`` adding ``D_loc[l]`` to the span after every block l; returns ``{layer: [span, d]}``
+    as each layer then reads (what the prompt-steered run must equal)."""
+    import torch
+
+    span = slice(pair.base_start, len(pair.base_ids))
+    seen = {}
+
+    def add_local(layer):
+        def hook(resid, hook=None):
+            resid = resid.clone()
+            resid[0, span] += acts.loc[layer]
+            seen[layer] = resid[0, span].clone()
+            return resid
+
+        return hook
+
+    hooks = [(model.resid_hook(l), add_local(l)) for l in range(acts.loc.shape[0])]
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
+        model.bridge(torch.tensor([pair.base_ids]), return_type=None)
+    return seen

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from tiny_triplets import replay_local_deltas
 
 from workbench.activations.extraction import extract_batch
 from workbench.core.chat import AlignedPair
@@ -62,20 +63,7 @@ def test_local_deltas_added_layer_by_layer_reproduce_the_prompted_run(tiny_model
     """Adding D_loc[l] to the base run's span after every block l gives A_l(x'y') at every layer."""
     p = tiny_pairs[0]
     acts = extract_batch(tiny_model, [p])
-    span = slice(p.base_start, len(p.base_ids))
-    seen = {}
-
-    def add_local(layer):
-        def hook(resid, hook=None):
-            resid = resid.clone()
-            resid[0, span] += acts.loc[layer]
-            seen[layer] = resid[0, span].clone()
-            return resid
-        return hook
-
-    hooks = [(f"blocks.{l}.hook_resid_post", add_local(l)) for l in range(3)]
-    with torch.no_grad(), tiny_model.bridge.hooks(fwd_hooks=hooks):
-        tiny_model.bridge(torch.tensor([p.base_ids]), return_type=None)
+    seen = replay_local_deltas(tiny_model, p, acts)
     for l in range(3):
         torch.testing.assert_close(seen[l], acts.steered[l], rtol=1e-4, atol=1e-4)
     # The accumulated deltas, added at every layer at once, over-steer: they are not the same thing.

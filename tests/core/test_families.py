@@ -5,6 +5,7 @@ KV-cache decoding, and the lambda read-out."""
 
 import pytest
 import torch
+from tiny_triplets import replay_local_deltas
 
 from workbench.activations.extraction import extract_batch
 from workbench.core.chat import align, encode_response, has_system_role, prompt_ids, resolve_placement
@@ -107,19 +108,7 @@ def test_local_deltas_added_up_reproduce_the_prompted_run(family):
     _, model, pairs, _ = family
     p = pairs[0]
     acts = extract_batch(model, [p])
-    span = slice(p.base_start, len(p.base_ids))
-    seen = {}
-
-    def add_local(layer):
-        def hook(resid, hook=None):
-            resid = resid.clone()
-            resid[0, span] += acts.loc[layer]
-            seen[layer] = resid[0, span].clone()
-            return resid
-        return hook
-
-    with torch.no_grad(), model.bridge.hooks(fwd_hooks=[(model.resid_hook(l), add_local(l)) for l in range(N_LAYERS)]):
-        model.bridge(torch.tensor([p.base_ids]), return_type=None)
+    seen = replay_local_deltas(model, p, acts)
     for layer in range(N_LAYERS):
         torch.testing.assert_close(seen[layer], acts.steered[layer], rtol=1e-4, atol=1e-4)
     assert (acts.acc[-1] - acts.loc[-1]).norm() > 1e-2  # the accumulated deltas are another thing

@@ -300,19 +300,21 @@ class DeltaStore:
         if order not in ("pair", "store"):
             raise ValueError(f"order must be 'pair' or 'store', got {order!r}")
         wanted = None if samples is None else [int(s) for s in samples]
-        missing = sorted(set(wanted or ()) - set(self.sample_ids))
+        wanted_set = set(wanted or ())
+        wanted_ids = torch.tensor(sorted(wanted_set), dtype=torch.long)
+        missing = sorted(wanted_set - set(self.sample_ids))
         if missing:
             raise KeyError(f"samples {missing} are not in this store, which holds samples {sorted(self.sample_ids)}")
         parts, ids = [], []
         for shard in self.shards:
-            if wanted is not None and not set(wanted).intersection(shard.samples):
+            if wanted is not None and not wanted_set.intersection(shard.samples):
                 continue
             with safe_open(self.directory / shard.file, framework="pt") as fh:
                 values = self._read(fh, kind, layer)
                 sample = fh.get_tensor("sample")
                 position = fh.get_tensor("position")
             if wanted is not None:
-                keep = torch.tensor([int(s) in set(wanted) for s in sample.tolist()], dtype=torch.bool)
+                keep = torch.isin(sample, wanted_ids)
                 values, sample, position = values[keep], sample[keep], position[keep]
             parts.append(values)
             ids.append((sample, position))
@@ -336,6 +338,7 @@ class DeltaStore:
         if order not in ("pair", "store"):
             raise ValueError(f"order must be 'pair' or 'store', got {order!r}")
         wanted = None if samples is None else [int(s) for s in samples]
+        wanted_ids = torch.tensor(sorted(set(wanted or ())), dtype=torch.long)
         fields = {"token_ids": [], "sample": [], "position": [], "is_header": []}
         for shard in self.shards:
             with safe_open(self.directory / shard.file, framework="pt") as fh:
@@ -343,8 +346,7 @@ class DeltaStore:
                 position = fh.get_tensor("position")
                 header = dict(zip(fh.get_tensor("sample_ids").tolist(), fh.get_tensor("header_len").tolist()))
                 token_ids = fh.get_tensor("token_ids")
-            keep = torch.ones(len(sample), dtype=torch.bool) if wanted is None else torch.tensor(
-                [int(s) in set(wanted) for s in sample.tolist()], dtype=torch.bool)
+            keep = torch.ones(len(sample), dtype=torch.bool) if wanted is None else torch.isin(sample, wanted_ids)
             fields["token_ids"].append(token_ids[keep])
             fields["sample"].append(sample[keep])
             fields["position"].append(position[keep])
