@@ -7,7 +7,8 @@ attribute score at that ``alpha`` on the test split is ``TA@C80``.
 
 :func:`find_alpha` is the search on any ``alpha -> mean coherence`` function, assuming coherence
 does not rise with ``alpha`` (it reports when the target cannot be reached instead of guessing);
-:func:`bootstrap_ci` gives percentile confidence intervals of a mean.
+:func:`bootstrap_ci` (now in :mod:`workbench.evaluation.statistics`, re-exported here) gives
+percentile confidence intervals of a mean.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import numpy as np
+from workbench.evaluation.statistics import bootstrap_ci  # moved there; re-exported here
+
+__all__ = ["SearchResult", "bootstrap_ci", "find_alpha"]
 
 
 @dataclass(frozen=True)
@@ -119,16 +122,3 @@ def _interpolate(low: float, low_value: float, high: float, high_value: float, t
         return (low + high) / 2
     fraction = (low_value - target) / (low_value - high_value)
     return low + (high - low) * min(0.8, max(0.2, fraction))
-
-
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``values`` (NaN-free)."""
-    data = np.asarray(values, dtype=float)
-    if data.size == 0 or np.isnan(data).any():
-        raise ValueError("bootstrap needs at least one value and no NaN")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_boot, data.size))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
