@@ -194,3 +194,73 @@ def test_alpha_zero_shares_the_unsteered_answers(tiny_model, attribute, monkeypa
     sweep = comparison.sweep
     at_zero = sweep[(sweep["alpha"] == 0) & (sweep["split"] == "validation")].set_index("method")["coherence"]
     assert at_zero["a"] == at_zero["b"] == 95.0 and at_zero["PSR + prompt"] == at_zero["prompt"] == 85.0
+
+
+def test_differences_are_paired_intervals_per_target(tiny_model, attribute, monkeypatch, tmp_path):
+    monkeypatch.setattr(evaluation, "generate_answers", planted_answers)
+    config = EvalConfig(n_validation=4, n_test=5, tol=0.5, max_steps=12)
+    comparison = compare_methods(tiny_model, attribute, {"Const-DiM": FakeSteerer(0.5), "A-PSR": FakeSteerer(2.0)},
+                                 config, coherence_judge=COHERENCE, progress=False)
+    diffs = comparison.differences()
+    assert list(diffs.columns) == evaluation.DIFFERENCE_COLUMNS
+    pairs = set(zip(diffs["target"], diffs["a"], diffs["b"]))
+    assert {("C80", "A-PSR", "prompt"), ("Cp", "A-PSR", "Const-DiM"), ("C80", "no steering", "prompt")} <= pairs
+    row = diffs.set_index(["target", "a", "b"]).loc[("C80", "A-PSR", "prompt")]
+    # every test question: A-PSR at coherence 80 scores 15, the prompt 50 (a planted -35 on each question)
+    assert (row["difference"], row["lo"], row["hi"], row["n"]) == pytest.approx((-35.0, -35.0, -35.0, 5))
+    assert row["verdict"] == "prompt beats A-PSR"
+    # both reach coherence 80 at the same push: the same answers, a difference of exactly 0
+    same = diffs.set_index(["target", "a", "b"]).loc[("C80", "A-PSR", "Const-DiM")]
+    assert same["difference"] == 0 and same["verdict"] == "not separable at this n"
+    assert comparison.test_scores("A-PSR", "C80").index.tolist() == list(attribute.questions("test")[:5])
+    comparison.save(tmp_path)
+    assert pd.read_csv(tmp_path / "differences.csv")["verdict"].tolist() == diffs["verdict"].tolist()
+    with pytest.raises(ValueError, match="contrast"):
+        comparison.differences([("A-PSR", "nobody")])
+
+
+def seeded_answers(model, questions, *, instruction=None, steerers=(), seed=0, **kwargs):
+    """Answers that carry their generation seed: an odd seed writes the attribute."""
+    return [Generation(q, instruction, [1], f"push=0 seed={seed} {'arr' if seed % 2 else 'plain'}", 1) for q in questions]
+
+
+def test_several_samples_per_question_resample_questions(tiny_model, attribute, monkeypatch, tmp_path):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return seeded_answers(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "generate_answers", counting)
+    arr = FunctionJudge(lambda r: 100.0 if "arr" in r else 0.0, name="arr")
+    flat = FunctionJudge(lambda r: 90.0, name="flat")
+    methods = [Method("no steering"), Method("prompt", prompt=True)]
+    one = compare_methods(tiny_model, attribute, methods, EvalConfig(n_validation=2, n_test=4, targets=(80.0,)),
+                          attribute_judge=arr, coherence_judge=flat, progress=False, cache_dir=tmp_path)
+    two = compare_methods(tiny_model, attribute, methods,
+                          EvalConfig(n_validation=2, n_test=4, targets=(80.0,), samples_per_question=2),
+                          attribute_judge=arr, coherence_judge=flat, progress=False, cache_dir=tmp_path)
+    assert sorted(set(calls)) == [0, evaluation.SAMPLE_SEED_STRIDE]  # sample 0 keeps the seed of the 1-sample run
+    assert (one.results["attribute"] == 0).all() and (two.results["attribute"] == 50).all()
+    assert (two.results["n"] == 4).all()  # questions, not answers
+    test = two.samples[(two.samples["split"] == "test") & (two.samples["method"] == "prompt")]
+    assert len(test) == 8 and sorted(test["sample"].unique()) == [0, 1]
+    assert two.test_scores("prompt", "C80").tolist() == [50.0] * 4
+    assert len(list(tmp_path.glob("*.parquet"))) == 2 + 2  # two test runs each; the 2-sample ones stored apart
+
+
+def test_one_sample_per_question_keeps_the_stored_cache_keys(tiny_model, attribute):
+    from workbench.core.fingerprint import fingerprint
+
+    config = EvalConfig(n_validation=2, n_test=2)
+    evaluator = evaluation.Evaluator(tiny_model, attribute, config, coherence_judge=COHERENCE, cache_dir="cache")
+    method = Method("prompt", prompt=True)
+    old_key = fingerprint(1, tiny_model.model_id, attribute.name, "prompt", True, None, 0.0, "test", list(attribute.questions("test")[:2]),
+                          attribute.instructions[0], [config.max_new_tokens, config.temperature, config.top_p, config.seed],
+                          "attr", "coh", length=20)  # the key before samples_per_question existed
+    assert evaluator._disk_path(method, 0.0, "test").name == f"{old_key}.parquet"
+    two = evaluation.Evaluator(tiny_model, attribute, EvalConfig(n_validation=2, n_test=2, samples_per_question=2),
+                               coherence_judge=COHERENCE, cache_dir="cache")
+    assert two._disk_path(method, 0.0, "test").name != f"{old_key}.parquet"
+    with pytest.raises(ValueError, match="samples_per_question"):
+        EvalConfig(samples_per_question=0)

@@ -14,7 +14,12 @@ Methods without a knob (no steering, the prompt) are measured once on the test q
 appear under both targets. Answers are sampled with one seed per question shared by every
 method and strength (common random numbers), so differences between methods are not sampling
 noise between runs; every evaluation is kept (``Comparison.sweep`` and ``.samples``), which is
-what the attribute-vs-coherence curves draw.
+what the attribute-vs-coherence curves draw. Because the answers are paired by question, the
+differences between methods (each method minus the prompt, PSR minus the constant vector) are
+reported as paired bootstrap intervals that resample questions (``Comparison.differences``,
+:mod:`workbench.evaluation.statistics`); a difference is called only when its interval excludes 0.
+``EvalConfig.samples_per_question`` draws several answers per question (the intervals still
+resample questions, over the per-question means).
 
 Judges are the offline ones by default (the attribute's own judge and the coherence proxy
 blended with the model's log-likelihood); pass :mod:`workbench.judges.llm_judges` judges to use an LLM.
@@ -46,11 +51,13 @@ from workbench.core.generation import SamplingConfig, generate_answers
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
+from workbench.evaluation.statistics import paired_bootstrap, per_question
 from workbench.evaluation.strength import SearchResult, bootstrap_ci, find_alpha
 from workbench.judges.base import Judge
 from workbench.judges.offline import CoherenceJudge
 from workbench.steering import layers_label
 
+DIFFERENCE_COLUMNS = ["target", "a", "b", "metric", "alpha_a", "alpha_b", "difference", "lo", "hi", "n", "verdict"]
 RESULT_COLUMNS = [
     "method", "target", "target_coherence", "layers", "alpha", "reached", "attribute", "attribute_lo",
     "attribute_hi", "coherence", "coherence_lo", "coherence_hi", "n", "n_missing", "seed", "note",
@@ -102,6 +109,10 @@ class EvalConfig:
     ``n_validation`` / ``n_test``: how many questions of each split (``None``: all).
     ``targets``: coherence targets; ``"prompt"`` stands for the prompt's own coherence ``C_p``.
     ``instruction``: which of the attribute's instructions the prompt methods use.
+    ``samples_per_question``: answers sampled per question (sample 0 with the seed every
+    comparison uses, sample ``j`` with ``seed + 1_000_003 * j``); means and intervals are taken over
+    per-question means, so the intervals resample questions. The default 1 leaves every stored
+    evaluation valid (its cache key does not include it).
     """
 
     n_validation: int | None = 12
@@ -118,8 +129,11 @@ class EvalConfig:
     instruction: int = 0
     batch_size: int = 18
     n_boot: int = 2000
+    samples_per_question: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.samples_per_question, int) or self.samples_per_question < 1:
+            raise ValueError(f"samples_per_question must be an integer >= 1, got {self.samples_per_question!r}")
         for name in ("n_validation", "n_test"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -134,6 +148,27 @@ class EvalConfig:
     @property
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)
+
+
+SAMPLE_SEED_STRIDE = 1_000_003
+
+
+def sample_seeds(config: EvalConfig) -> list[int]:
+    """The generation seed of each sample index: ``config.seed`` first (so one sample per question
+    is exactly the single-sample comparison), then ``seed + 1_000_003 * j``."""
+    return [config.seed + SAMPLE_SEED_STRIDE * j for j in range(config.samples_per_question)]
+
+
+def default_contrasts(names: Sequence[str]) -> list[tuple[str, str]]:
+    """The differences a comparison reports: every method minus the prompt, then each PSR minus
+    the constant vector acting at the same layers (S-PSR and A-PSR minus Const-DiM, A-PSR minus
+    A-Const-DiM), where both are present."""
+    names = list(names)
+    out = [(m, "prompt") for m in names if m != "prompt"] if "prompt" in names else []
+    for a, b in (("S-PSR", "Const-DiM"), ("A-PSR", "Const-DiM"), ("A-PSR", "A-Const-DiM")):
+        if a in names and b in names:
+            out.append((a, b))
+    return out
 
 
 def target_label(target) -> str:
@@ -167,11 +202,76 @@ class Comparison:
         return rows[["method", "target", "layers", "alpha", "attribute", "attribute_lo", "attribute_hi",
                      "coherence", "reached"]].reset_index(drop=True)
 
+    def test_scores(self, method: str, target: str, metric: str = "attribute") -> pd.Series:
+        """Per-question mean ``metric`` of ``method`` on the test questions at the strength chosen for
+        ``target`` (index: the questions, in the order they were asked); empty when not measured."""
+        if metric not in JUDGED:
+            raise ValueError(f"metric must be one of {JUDGED}, got {metric!r}")
+        rows = self.results[(self.results["method"] == method) & (self.results["target"] == target)]
+        if rows.empty:
+            raise ValueError(f"no result for method {method!r} at target {target!r}; methods: "
+                             f"{sorted(set(self.results['method']))}, targets: {sorted(set(self.results['target']))}")
+        alpha = rows["alpha"].iloc[0]
+        if pd.isna(alpha):
+            if rows["layers"].iloc[0]:  # a steerer whose search found no strength
+                return pd.Series(dtype=float)
+            alpha = 0.0
+        part = self.samples[(self.samples["method"] == method) & (self.samples["split"] == "test")
+                            & (self.samples["alpha"] == float(alpha))]
+        questions = list(dict.fromkeys(part["question"]))
+        return pd.Series(per_question(part[metric].astype(float).to_numpy(), part["question"].tolist()),
+                         index=questions, dtype=float)
+
+    def differences(self, contrasts: Sequence[tuple[str, str]] | None = None, metric: str = "attribute") -> pd.DataFrame:
+        """Paired bootstrap intervals of ``a - b`` for each contrast at each target.
+
+        Both methods answered the same test questions with the same seeds; each question's
+        difference of per-question means is one unit, and the bootstrap resamples questions
+        (:func:`workbench.evaluation.statistics.paired_bootstrap`, ``n_boot`` and ``seed`` of the
+        comparison's config).
+
+        Args:
+            contrasts: ``(a, b)`` method names (default :func:`default_contrasts`: every method
+                minus the prompt, PSR minus the constant vector).
+            metric: ``"attribute"`` (default) or ``"coherence"``.
+        Returns:
+            Columns :data:`DIFFERENCE_COLUMNS`; ``verdict`` is ``"<a> beats <b>"``, ``"<b> beats <a>"``,
+            ``"not separable at this n"`` or ``"not measured"``.
+        """
+        names = list(dict.fromkeys(self.results["method"]))
+        contrasts = default_contrasts(names) if contrasts is None else [tuple(c) for c in contrasts]
+        for pair in contrasts:
+            unknown = [m for m in pair if m not in names]
+            if len(pair) != 2 or unknown:
+                raise ValueError(f"a contrast is two method names of {names}; got {pair!r}")
+        config = self.meta.get("config", {})
+        n_boot, seed = int(config.get("n_boot", 2000)), int(config.get("seed", 0))
+        rows = []
+        for target in dict.fromkeys(self.results["target"]):
+            for a, b in contrasts:
+                sa, sb = self.test_scores(a, target, metric), self.test_scores(b, target, metric)
+                if len(sa) and len(sb) and list(sa.index) != list(sb.index):
+                    raise ValueError(f"{a!r} and {b!r} were not scored on the same test questions; "
+                                     "a paired difference needs the same questions in the same order")
+                if len(sa) and len(sb):
+                    diff = paired_bootstrap(sa.to_numpy(), sb.to_numpy(), names=(a, b), n_boot=n_boot, seed=seed)
+                else:
+                    diff = paired_bootstrap([math.nan], [math.nan], names=(a, b), n_boot=1)
+                alphas = [self.results[(self.results["method"] == m) & (self.results["target"] == target)]["alpha"].iloc[0]
+                          for m in (a, b)]
+                rows.append({"target": target, "a": a, "b": b, "metric": metric, "alpha_a": alphas[0],
+                             "alpha_b": alphas[1], "difference": diff.mean, "lo": diff.lo, "hi": diff.hi, "n": diff.n,
+                             "verdict": diff.verdict})
+        return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+
     def save(self, directory: str | Path) -> Path:
-        """Write ``results.csv``, ``sweep.csv``, ``samples.csv`` and ``comparison.json`` (atomically)."""
+        """Write ``results.csv``, ``differences.csv`` (paired intervals, :meth:`differences`),
+        ``sweep.csv``, ``samples.csv`` and ``comparison.json`` (atomically)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        for name, frame in (("results", self.results), ("sweep", self.sweep), ("samples", self.samples)):
+        differences = self.differences() if len(self.samples) else pd.DataFrame(columns=DIFFERENCE_COLUMNS)
+        for name, frame in (("results", self.results), ("differences", differences), ("sweep", self.sweep),
+                            ("samples", self.samples)):
             atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.6g").encode("utf-8"))
         searches = {f"{m} @ {t}": {**asdict(r), "trace": [list(p) for p in r.trace]} for (m, t), r in self.searches.items()}
         atomic_write_json(out / "comparison.json", {"meta": self.meta, "searches": searches})
@@ -327,23 +427,29 @@ class Evaluator:
             steerer_fingerprint(method.steerer) if method.steerer is not None else None, alpha, split,
             list(self.questions[split]), self.instruction if method.prompt else None,
             [c.max_new_tokens, c.temperature, c.top_p, c.seed],
-            _judge_name(self.attribute_judge), _judge_name(self.coherence_judge), length=20,
+            _judge_name(self.attribute_judge), _judge_name(self.coherence_judge),
+            *([c.samples_per_question] if c.samples_per_question != 1 else []), length=20,
         )
         return self.cache_dir / f"{digest}.parquet"
 
     def _run(self, method: Method, alpha: float, split: str) -> pd.DataFrame:
-        questions = list(self.questions[split])
+        asked = list(self.questions[split])
         steerers = [(method.steerer, alpha)] if method.has_knob and alpha != 0 else []
-        answers = generate_answers(
-            self.model, questions, instruction=self.instruction if method.prompt else None, steerers=steerers,
-            config=self.config.sampling, seed=self.config.seed, batch_size=self.config.batch_size,
-            record_lambdas=False, progress=False,
-        )
-        texts = [a.text for a in answers]
+        questions, texts, sample = [], [], []
+        for j, seed in enumerate(sample_seeds(self.config)):  # sample-major: sample 0 is the 1-sample run
+            answers = generate_answers(
+                self.model, asked, instruction=self.instruction if method.prompt else None, steerers=steerers,
+                config=self.config.sampling, seed=seed, batch_size=self.config.batch_size,
+                record_lambdas=False, progress=False,
+            )
+            questions += asked
+            texts += [a.text for a in answers]
+            sample += [j] * len(asked)
         attr = self.attribute_judge.score_batch(questions, texts)
         coh = self.coherence_judge.score_batch(questions, texts)
+        extra = {"sample": sample} if self.config.samples_per_question > 1 else {}
         return pd.DataFrame({
-            "method": method.name, "split": split, "alpha": alpha, "question": questions, "response": texts,
+            "method": method.name, "split": split, "alpha": alpha, "question": questions, **extra, "response": texts,
             "attribute": [s.value for s in attr], "coherence": [s.value for s in coh],
             "attribute_reason": [s.reason for s in attr], "coherence_reason": [s.reason for s in coh],
             "attribute_failed": [_failed(s) for s in attr], "coherence_failed": [_failed(s) for s in coh],
@@ -368,13 +474,17 @@ class Evaluator:
                           alpha_max=c.alpha_max, tol=c.tol, max_steps=c.max_steps)
 
     def summary_row(self, method: Method, alpha: float, split: str = "test") -> dict:
-        """Means and bootstrap CIs of the attribute and coherence scores of one evaluation."""
+        """Means and bootstrap CIs of the attribute and coherence scores of one evaluation, over
+        per-question means (``n``: questions; ``n_missing``: answers without a judgement)."""
         frame = self.evaluate(method, alpha, split)
-        row = {"n": len(frame)}
+        several = "sample" in frame  # one answer per question: each answer is its question's unit
+        row = {"n": frame["question"].nunique() if several else len(frame)}
         missing = 0
         for column in ("attribute", "coherence"):
-            values = [v for v in frame[column].tolist() if v is not None and not math.isnan(v)]
-            missing = max(missing, len(frame) - len(values))
+            scores = pd.to_numeric(frame[column], errors="coerce").astype(float)
+            missing = max(missing, int(scores.isna().sum()))
+            means = per_question(scores.to_numpy(), frame["question"].tolist()) if several else scores.to_numpy()
+            values = [float(v) for v in means if not math.isnan(v)]
             lo, hi = bootstrap_ci(values, self.config.n_boot, seed=self.config.seed) if values else (math.nan, math.nan)
             row.update({column: _mean(values), f"{column}_lo": lo, f"{column}_hi": hi})
         row["n_missing"] = missing
@@ -385,7 +495,8 @@ class Evaluator:
         rows = []
         for (name, alpha, split), frame in self._cache.items():
             rows.append({"method": name, "split": split, "alpha": alpha, "attribute": _mean(frame["attribute"].tolist()),
-                         "coherence": _mean(frame["coherence"].tolist()), "n": len(frame),
+                         "coherence": _mean(frame["coherence"].tolist()),
+                         "n": frame["question"].nunique() if "sample" in frame else len(frame),
                          "n_missing": max(int(frame[column].isna().sum()) for column in JUDGED)})
         return pd.DataFrame(rows, columns=["method", "split", "alpha", "attribute", "coherence", "n", "n_missing"])
 
@@ -395,7 +506,7 @@ class Evaluator:
     def unmeasured_row(self) -> dict:
         """The summary of a method that could not be measured: no scores, every test answer missing."""
         n = len(self.questions["test"])
-        row = {"n": n, "n_missing": n}
+        row = {"n": n, "n_missing": n * self.config.samples_per_question}
         for column in JUDGED:
             row.update({column: math.nan, f"{column}_lo": math.nan, f"{column}_hi": math.nan})
         return row
