@@ -7,6 +7,10 @@ optional `` (joint)``: ``"Const-DiM"``, ``"A-Const-MSE"``, ``"S-PSR"``, ``"A-PSR
 through the model and does not say ``(joint)``. The experiment's ``methods``, the training panel,
 the figures' legends, the tables and a steerer's own ``name`` all use it.
 
+Weight-space adapters (:mod:`workbench.steering.weights`) share the grammar: ``"LoRA r<rank>"``
+(the rank is required, e.g. ``"LoRA r8"``) and ``"Fine-tune"``; both change weights in every
+block, so their scope is ``"all"`` and their training ``"joint"`` (through the model).
+
 Example:
     >>> spec = parse_method("A-PSR r4")
     >>> spec.method, spec.scope, spec.rank, spec.training
@@ -23,10 +27,15 @@ from dataclasses import dataclass
 #: The trainer's method ids and how a name writes each.
 KIND_OF_METHOD = {"const-dim": "Const-DiM", "const-mse": "Const-MSE", "psr-mse": "PSR", "psr-ll": "PSR-LL"}
 METHOD_OF_KIND = {kind: method for method, kind in KIND_OF_METHOD.items()}
+#: Weight-space methods (not steerers: :mod:`workbench.steering.weights`) and how a name writes each.
+WEIGHT_METHODS = {"lora": "LoRA", "finetune": "Fine-tune"}
+_LORA_RE = re.compile(r"^LoRA(?: r(\d+))?$", re.IGNORECASE)
+_FINETUNE_RE = re.compile(r"^fine-?tune$", re.IGNORECASE)
 SCOPES = ("single", "all")
 TRAININGS = ("layerwise", "joint")
 _NAME_RE = re.compile(r"^(?:(S|A)-)?(Const-DiM|Const-MSE|PSR|PSR-LL)(?: r(\d+))?(?: \((joint)\))?$")
-EXAMPLES = ("Const-DiM", "Const-MSE", "S-PSR", "A-PSR", "A-PSR r4", "A-PSR (joint)", "S-PSR-LL", "A-Const-DiM")
+EXAMPLES = ("Const-DiM", "Const-MSE", "S-PSR", "A-PSR", "A-PSR r4", "A-PSR (joint)", "S-PSR-LL", "A-Const-DiM",
+            "LoRA r8", "Fine-tune")
 
 
 @dataclass(frozen=True)
@@ -34,14 +43,28 @@ class MethodSpec:
     """What a method name stands for, in the trainer's terms (:func:`workbench.steering.train_steerer`)."""
 
     name: str
-    method: str  # const-dim, const-mse, psr-mse, psr-ll
+    method: str  # const-dim, const-mse, psr-mse, psr-ll; or lora, finetune (weight space)
     scope: str  # single, all
     rank: int = 1
     training: str = "layerwise"
 
+    @property
+    def weight_space(self) -> bool:
+        """Whether the method changes the model's weights (LoRA, fine-tune) instead of steering."""
+        return self.method in WEIGHT_METHODS
+
 
 def parse_method(name: str) -> MethodSpec:
     """Parse a method name (see the module docstring); raises ValueError naming the bad name."""
+    if isinstance(name, str) and _LORA_RE.match(name.strip()):
+        rank = _LORA_RE.match(name.strip()).group(1)
+        if rank is None:
+            raise ValueError(f"method {name!r}: say the LoRA's rank, e.g. 'LoRA r8'")
+        if int(rank) < 1:
+            raise ValueError(f"method {name!r}: a LoRA's rank must be >= 1")
+        return MethodSpec(name.strip(), "lora", "all", int(rank), "joint")
+    if isinstance(name, str) and _FINETUNE_RE.match(name.strip()):
+        return MethodSpec(name.strip(), "finetune", "all", 1, "joint")
     match = _NAME_RE.match(name.strip()) if isinstance(name, str) else None
     if match is None:
         raise ValueError(f"unknown method name {name!r}; examples: " + ", ".join(repr(e) for e in EXAMPLES))
@@ -68,7 +91,15 @@ def method_name(method: str, scope: str, rank: int = 1, training: str = "layerwi
 
     Raises:
         ValueError: for a combination no trainer accepts (Const-DiM joint, PSR-LL layerwise, ...).
+
+    Weight space: ``("lora", "all", 8)`` -> ``"LoRA r8"``; ``("finetune", "all")`` -> ``"Fine-tune"``.
     """
+    if method in WEIGHT_METHODS:
+        if scope != "all":
+            raise ValueError(f"{WEIGHT_METHODS[method]} changes weights in every block; its scope is 'all', not {scope!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+        return f"LoRA r{rank}" if method == "lora" else "Fine-tune"
     if method not in KIND_OF_METHOD:
         raise ValueError(f"unknown steering method {method!r}; expected one of {list(KIND_OF_METHOD)}")
     if scope not in SCOPES:

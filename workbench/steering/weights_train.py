@@ -1,0 +1,334 @@
+"""Training weight-space adapters on prompt-steered triplets: the prompt distilled into weights.
+
+The data are the kept triplets of a run as aligned pairs: the input is ``x y'`` (the question and
+the prompt-steered response, *without* the instruction) and the loss is the mean negative
+log-likelihood of the response tokens of ``y'`` (after the assistant header), so whatever the
+instruction did must now come from the weights. The train / validation split is the steerers'
+(:func:`workbench.steering.data.split_sequences` on the pair indices with the same fraction and
+seed); the loss on the validation side is measured every ``eval_every`` steps, training stops after
+``patience`` validations without improvement, and the best validation point is kept.
+
+- ``"lora"``: ``peft`` LoRA layers (rank ``r``, ``lora_alpha = r``, no dropout) on the projections
+  of every block (:data:`~workbench.steering.weights.DEFAULT_TARGETS`); only A and B train.
+- ``"finetune"``: every parameter of every block (attention, MLP and norms) trains, in plain torch;
+  the token embedding (tied to the unembedding in SmolLM2) stays frozen. The result is stored as the
+  weight change ``W_ft - W``.
+
+The model is left exactly as it was (the original tensors and modules are put back). Batches are
+drawn from ``(seed, step)``, so a run is reproducible and an interrupted one resumes bit-identically
+from its checkpoint (``checkpoint=``: parameters, the best point and Adam's state as safetensors,
+written at every validation and removed at the end); resuming with other settings, other data or
+another model is refused. Training time and peak memory are measured: on CUDA the peak of
+``torch.cuda.max_memory_allocated`` above the start, on a CPU the peak resident set size above the
+start, sampled every 10 ms by a thread (psutil).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import psutil
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from workbench.activations.deltas import pairs_fingerprint
+from workbench.core.chat import AlignedPair
+from workbench.core.files import atomic_path
+from workbench.core.fingerprint import fingerprint
+from workbench.core.span import right_pad
+from workbench.steering.data import split_sequences
+from workbench.steering.joint import response_token_nll
+from workbench.steering.weights import (
+    ADAPTER_NAME,
+    DEFAULT_TARGETS,
+    FineTuneAdapter,
+    LoRAAdapter,
+    WeightAdapter,
+    WeightInfo,
+    check_lora_rank,
+    hf_module,
+    injected_lora,
+    layer_of,
+    lora_target_paths,
+)
+
+TRAIN_VERSION = 1
+CHECKPOINT_KEY = "workbench_weights_checkpoint"
+DEFAULT_LR = {"lora": 1e-3, "finetune": 2e-5}
+
+
+@dataclass(frozen=True)
+class WeightTrainConfig:
+    """How to train a weight-space adapter.
+
+    Attributes:
+        steps: optimizer steps at most (each runs the model forward and backward).
+        lr: Adam learning rate; ``None``: 1e-3 for LoRA, 2e-5 for a fine-tune.
+        batch_size: training sequences per step.
+        val_fraction, seed: the train / validation split (the steerers') and the batch order.
+        eval_every: steps between validation losses (and checkpoints).
+        patience: validations without improvement before stopping (0: never stop early).
+        targets: the linear layers a LoRA adapts (short names, in every block).
+    """
+
+    steps: int = 40
+    lr: float | None = None
+    batch_size: int = 8
+    val_fraction: float = 0.2
+    eval_every: int = 5
+    patience: int = 3
+    seed: int = 0
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0 or None, got {self.lr}")
+        if self.batch_size < 1 or self.eval_every < 1 or self.patience < 0:
+            raise ValueError(f"need batch_size >= 1, eval_every >= 1, patience >= 0; got {self.batch_size}, "
+                             f"{self.eval_every}, {self.patience}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be within [0, 1), got {self.val_fraction}")
+
+
+def _nll(model, pairs: Sequence[AlignedPair]) -> torch.Tensor:
+    """Mean NLL (nats per response token) of ``y'`` given ``x`` for a batch, through the bridge."""
+    ids, mask = right_pad([p.base_ids for p in pairs], model.tokenizer.pad_token_id)
+    logits = model.bridge(ids.to(model.device), attention_mask=mask.to(model.device), return_type="logits")
+    return response_token_nll(logits, pairs).mean()
+
+
+@torch.no_grad()
+def _val_loss(model, pairs: Sequence[AlignedPair], ids: Sequence[int], batch_size: int) -> float:
+    total, count = 0.0, 0
+    for i in range(0, len(ids), batch_size):
+        batch = [pairs[j] for j in ids[i : i + batch_size]]
+        n = sum(len(p.base_ids) - p.base_start - p.header_len for p in batch)
+        total, count = total + float(_nll(model, batch)) * n, count + n
+    return total / count
+
+
+def _batch_ids(train: Sequence[int], batch_size: int, seed: int, step: int) -> list[int]:
+    """The training sequences of one step, drawn from ``(seed, step)`` alone (resumes bit-identically)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
+    order = torch.randperm(len(train), generator=g).tolist()
+    return [train[i] for i in order[: min(batch_size, len(train))]]
+
+
+class _PeakMemory:
+    """Peak memory above the start of the block: CUDA allocator peak, or sampled RSS on a CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    def __enter__(self) -> "_PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            self._proc = psutil.Process()
+            self._start = self._proc.memory_info().rss
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss - self._start)
+            self._stop.wait(0.01)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak = int(torch.cuda.max_memory_allocated(self.device) - self._start)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._proc.memory_info().rss - self._start)
+
+    @property
+    def how(self) -> str:
+        return "cuda max_memory_allocated" if self.device.type == "cuda" else "cpu rss sampled every 10 ms"
+
+
+@contextmanager
+def _trainable(model, method: str, rank: int, config: WeightTrainConfig):
+    """``{name: parameter}`` that train, inside the block; the model is exactly restored after.
+
+    Every other parameter is frozen for the block (flags restored). LoRA: peft layers injected
+    (A seeded by ``config.seed``, B zero). Fine-tune: each block parameter trains on a copy of
+    its tensor; the original tensor object is put back on leaving.
+    """
+    root = hf_module(model)
+    params = list(model.bridge.parameters()) + list(root.parameters())
+    flags = [p.requires_grad for p in params]
+    with ExitStack() as stack:
+        try:
+            for p in params:
+                p.requires_grad_(False)
+            if method == "lora":
+                paths = lora_target_paths(model, config.targets)
+                check_lora_rank(model, rank, paths)
+                layers = stack.enter_context(injected_lora(model, paths, rank, seed=config.seed))
+                out = {}
+                for path, layer in layers.items():
+                    out[f"{path}.lora_A"] = layer.lora_A[ADAPTER_NAME].weight
+                    out[f"{path}.lora_B"] = layer.lora_B[ADAPTER_NAME].weight
+            else:
+                named = {path: p for path, p in root.named_parameters() if layer_of(path) is not None}
+                originals = {path: p.data for path, p in named.items()}
+
+                def restore():
+                    for path, data in originals.items():
+                        named[path].data = data
+
+                stack.callback(restore)
+                for path, p in named.items():
+                    p.data = p.data.clone()
+                out = named
+            for p in out.values():
+                p.requires_grad_(True)
+            yield out, (originals if method == "finetune" else None)
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
+
+
+def _read_checkpoint(path: Path, key: str, settings: dict) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """The checkpoint at ``path`` (None when there is none); ValueError when it is another training's."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(path, framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get(CHECKPOINT_KEY, "{}"))
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if meta.get("key") == key else {}
+    except Exception as err:  # safetensors raises its own error types for truncated / foreign files
+        raise ValueError(f"{path} is not a readable training checkpoint ({err}); delete it to start again") from err
+    if meta.get("key") != key:
+        theirs = meta.get("settings", {})
+        differ = {k: (theirs.get(k), v) for k, v in settings.items() if theirs.get(k) != v}
+        raise ValueError(
+            f"{path} holds an interrupted training made with other settings, data or model "
+            f"(checkpoint vs now: {differ or 'same settings, other training data'}); resume it with the same "
+            "settings, or delete the file to start again")
+    return meta, tensors
+
+
+def _write_checkpoint(path: Path, meta: dict, params: dict, best: dict, optimizer: torch.optim.Optimizer) -> None:
+    tensors = {}
+    for name, p in params.items():
+        tensors[f"param/{name}"] = p.detach().cpu().contiguous()
+        tensors[f"best/{name}"] = best[name].cpu().contiguous()
+        state = optimizer.state.get(p, {})
+        for k in ("exp_avg", "exp_avg_sq"):
+            if k in state:
+                tensors[f"{k}/{name}"] = state[k].cpu().contiguous()
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={CHECKPOINT_KEY: json.dumps(meta, sort_keys=True)})
+
+
+def train_weights(model, pairs: Sequence[AlignedPair], method: str, *, rank: int = 8,
+                  config: WeightTrainConfig = WeightTrainConfig(), attribute: str | None = None,
+                  checkpoint: str | Path | None = None, progress: bool = True) -> WeightAdapter:
+    """Train a LoRA (``method="lora"``, ``rank``) or a fine-tune (``"finetune"``) on ``pairs``.
+
+    Args:
+        pairs: the kept triplets, aligned (``x y'`` is what the model reads; the loss is on ``y'``).
+        checkpoint: a file to checkpoint to and resume from (see the module docstring).
+    Returns:
+        A :class:`~workbench.steering.weights.LoRAAdapter` or
+        :class:`~workbench.steering.weights.FineTuneAdapter`; ``info.history`` holds the losses,
+        steps, why it stopped, training seconds and peak memory.
+    Raises:
+        ValueError: no pairs, an unknown method, a LoRA rank < 1 or larger than a targeted layer,
+            or a checkpoint of a training with other settings.
+    """
+    if method not in DEFAULT_LR:
+        raise ValueError(f"unknown weight-space method {method!r}; expected 'lora' or 'finetune'")
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no kept triplets to train on: the adapter has nothing to distil (did every "
+                         "prompt-steered sample fail the judges?)")
+    rank = rank if method == "lora" else 0
+    if method == "lora":
+        check_lora_rank(model, rank, lora_target_paths(model, config.targets))
+    lr = config.lr if config.lr is not None else DEFAULT_LR[method]
+    train_ids, val_ids = split_sequences(range(len(pairs)), config.val_fraction, config.seed)
+    measure_ids = val_ids or train_ids
+    settings = json.loads(json.dumps({"method": method, "rank": rank, **asdict(config), "lr": lr, "model": model.model_id}))
+    data_hash = pairs_fingerprint(pairs)
+    key = fingerprint(TRAIN_VERSION, settings, data_hash)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    saved = _read_checkpoint(checkpoint, key, settings) if checkpoint is not None else None
+    with _trainable(model, method, rank, config) as (params, originals), _PeakMemory(model.device) as memory:
+        optimizer = torch.optim.Adam(list(params.values()), lr=lr)
+        if saved is None:
+            state = {"step": 0, "seconds": 0.0, "since_best": 0, "val_losses": [],
+                     "best_loss": None, "best_step": 0, "stopped": ""}
+            best = {name: p.detach().clone() for name, p in params.items()}
+        else:
+            state, tensors = saved[0]["state"], saved[1]
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(tensors[f"param/{name}"].to(p.device))
+                    if f"exp_avg/{name}" in tensors:
+                        optimizer.state[p] = {"step": torch.tensor(float(state["step"])),
+                                              "exp_avg": tensors[f"exp_avg/{name}"].to(p.device),
+                                              "exp_avg_sq": tensors[f"exp_avg_sq/{name}"].to(p.device)}
+            best = {name: tensors[f"best/{name}"].to(p.device) for name, p in params.items()}
+        start = time.perf_counter() - state["seconds"]
+        if state["best_loss"] is None:  # step 0: the base model's validation loss
+            state["best_loss"] = _val_loss(model, pairs, measure_ids, config.batch_size)
+            state["val_losses"].append([0, state["best_loss"]])
+        bar = tqdm(total=config.steps, initial=state["step"], desc=f"training {method}", disable=not progress,
+                   leave=False)
+        while state["step"] < config.steps and not state["stopped"]:
+            batch = [pairs[i] for i in _batch_ids(train_ids, config.batch_size, config.seed, state["step"])]
+            optimizer.zero_grad(set_to_none=True)
+            loss = _nll(model, batch)
+            loss.backward()
+            optimizer.step()
+            state["step"] += 1
+            bar.update()
+            if state["step"] % config.eval_every == 0 or state["step"] == config.steps:
+                val = _val_loss(model, pairs, measure_ids, config.batch_size)
+                state["val_losses"].append([state["step"], val])
+                bar.set_postfix(train=f"{loss.item():.3f}", val=f"{val:.3f}")
+                if val < state["best_loss"]:
+                    state.update(best_loss=val, best_step=state["step"], since_best=0)
+                    best = {name: p.detach().clone() for name, p in params.items()}
+                else:
+                    state["since_best"] += 1
+                    if config.patience and state["since_best"] >= config.patience:
+                        state["stopped"] = f"early stopping: no better validation loss in {config.patience} checks"
+                state["seconds"] = time.perf_counter() - start
+                if checkpoint is not None:
+                    _write_checkpoint(checkpoint, {"key": key, "settings": settings, "state": state}, params, best,
+                                      optimizer)
+        bar.close()
+        state["seconds"] = time.perf_counter() - start
+        if method == "lora":
+            tensors = {name: t.detach().cpu() for name, t in best.items()}
+        else:
+            tensors = {name: (best[name] - originals[name]).detach().cpu() for name in params}
+    history = {"steps": state["step"], "best_step": state["best_step"], "best_val_loss": state["best_loss"],
+               "val_losses": state["val_losses"], "stopped": state["stopped"] or "steps",
+               "seconds": round(state["seconds"], 2), "peak_memory_bytes": int(memory.peak),
+               "peak_memory": memory.how, "n_train_sequences": len(train_ids), "n_val_sequences": len(val_ids),
+               "base_val_loss": state["val_losses"][0][1]}
+    layers = sorted({layer_of(name) for name in tensors})
+    info = WeightInfo(method, rank, config.targets if method == "lora" else ("blocks",), tuple(layers),
+                      model.model_id, model.d_model, model.n_layers, n_train=len(pairs), attribute=attribute,
+                      config=settings, data_hash=data_hash, history=history)
+    if checkpoint is not None and checkpoint.is_file():
+        checkpoint.unlink()
+    return (LoRAAdapter if method == "lora" else FineTuneAdapter)(info, tensors)
