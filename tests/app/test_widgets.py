@@ -21,7 +21,10 @@ import torch
 from workbench.activations.deltas import pair_magnitudes
 from workbench.app import lambda_explorer, steerer_comparison
 from workbench.app.experiment import ExperimentConfig, faithfulness_strengths, prepare_data
+from workbench.app import training_panel
 from workbench.app.lambda_explorer import LambdaExplorer
+from workbench.app.steerer_comparison import BEST_VAL_LOSS as BEST
+from workbench.app.steerer_comparison import FINAL_TRAIN_LOSS as FINAL
 from workbench.app.training_panel import TrainingPanel
 from workbench.core.chat import align
 from workbench.core.generation import SamplingConfig, generate_answers
@@ -121,7 +124,8 @@ def test_choices_are_named_like_the_experiment(tiny_model, data, method, scope, 
     panel = TrainingPanel(tiny_model, data, config=CONFIG)
     choose(panel, method, scope, rank, training)
     choice = panel.choice
-    assert choice.name == name and name in panel.preview.value
+    run = name if scope == "all" else f"{name} L1"  # a one-layer run says its layer
+    assert choice.method_name == name and choice.name == run and run in panel.preview.value
     spec = parse_method(name)
     assert (spec.method, spec.scope, spec.rank, spec.training) == (choice.method, scope, rank, choice.training)
 
@@ -171,39 +175,126 @@ def test_stop_from_a_callback_ends_training_early(tiny_model, data):
     assert len(panel.history) == 3 < panel.steps.value
     assert steerer.info.history["steps"] == 3 and list(panel.figure.data[0].x) == [1, 2, 3]
     assert "stopped after 3 of 200 steps" in panel.status.value
-    assert panel.trained["S-PSR"] is steerer
-    assert [h["step"] for h in panel.history_of("S-PSR")] == [1, 2, 3]
+    assert panel.trained["S-PSR L1"] is steerer
+    assert [h["step"] for h in panel.history_of("S-PSR L1")] == [1, 2, 3]
     with pytest.raises(ValueError, match="no steerer 'A-PSR' trained"):
         panel.history_of("A-PSR")
 
 
 def test_train_button_runs_in_a_thread_and_refuses_a_second_train(tiny_model, data):
     panel = TrainingPanel(tiny_model, data, config=replace(CONFIG, steps=500))
-    held, release, threads = threading.Event(), threading.Event(), []
+    panel.steps.value = 3
+    panel.train(blocking=True)  # a first run, so that a comparison table is up
+    before = panel.results.value
+    panel.steps.value = 500
+    held = {2: threading.Event(), 5: threading.Event()}
+    release = {2: threading.Event(), 5: threading.Event()}
+    threads = []
 
     def hold(progress):
         threads.append(threading.current_thread())
-        if progress.step == 2:
-            held.set()
-            release.wait(30)
+        if progress.step in held:
+            held[progress.step].set()
+            release[progress.step].wait(30)
 
     panel.step_callbacks.append(hold)
     panel.train_button.click()
     try:
-        assert held.wait(30), "training did not start"
-        assert panel.running and not panel.stop_button.disabled
-        panel.train_button.click()
-        assert "already training" in panel.status.value
+        assert held[2].wait(30), "training did not start"
+        assert panel.running and not panel.stop_button.disabled and panel.train_button.disabled
+        assert panel.results.value.startswith('<div class="workbench-stale">') and before in panel.results.value
+        panel.train(blocking=False)  # what a click would do if the button were enabled
+        assert "already training" in panel.notice.value
         with pytest.raises(RuntimeError, match="already training"):
             panel.train(blocking=True)
+        release[2].set()
+        assert held[5].wait(30)
+        assert "step 5/500" in panel.status.value  # the status moved on; the warning stayed
+        assert "already training" in panel.notice.value
         panel.stop_button.click()
     finally:
-        release.set()
+        for event in release.values():
+            event.set()
         panel.wait(timeout=60)
     assert threads and all(t is not threading.main_thread() for t in threads)
     assert not panel.running and panel.stop_button.disabled
-    assert len(panel.history) == 2 and "stopped after 2 of 500 steps" in panel.status.value
-    assert panel.trained == {"S-PSR": panel.steerer}
+    assert len(panel.history) == 5 and "stopped after 5 of 500 steps" in panel.status.value
+    assert panel.trained == {"S-PSR L1": panel.steerer}
+    assert not panel.train_button.disabled and panel.notice.value == ""
+    assert not panel.results.value.startswith('<div class="workbench-stale">')
+
+
+def test_live_curve_redraws_every_step_with_readable_ticks(tiny_model, data):
+    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    # before any training: a message, no empty figure
+    assert panel.curve_plot.layout.display == "none" and panel.curve_plot.outputs == ()
+    assert "Train" in panel.placeholder.value and panel.placeholder.layout.display != "none"
+    seen = []
+
+    def look(progress):  # called after the redraw of each step
+        seen.append((progress.step, len(panel.figure.data[0].x), panel.redraws, f"step {progress.step}/" in panel.status.value))
+        return progress.step == 1  # a one-step run
+
+    panel.step_callbacks.append(look)
+    panel.train(blocking=True)
+    assert seen == [(1, 1, 1, True)]
+    assert panel.placeholder.layout.display == "none" and panel.curve_plot.layout.display is None
+    (item,) = panel.curve_plot.outputs
+    drawn = item["data"]["application/vnd.plotly.v1+json"]["data"][0]
+    assert drawn["x"] == [1] and "markers" in drawn["mode"]  # one point is a marker, not an invisible line
+    yaxis = panel.figure.layout.yaxis
+    assert yaxis.type == "log" and yaxis.title.text == "relative MSE"
+    labels = [float(t) for t in yaxis.ticktext]  # whole numbers, not plotly's bare mantissas
+    assert labels == pytest.approx(list(yaxis.tickvals)) and labels == sorted(labels)
+    # a longer all-layer run: every step drawn, losses per layer (the layerwise fit sums its 3 layers)
+    steps = []
+    panel.step_callbacks[:] = [lambda p: steps.append((p.step, len(panel.figure.data[0].x), p.train_loss))]
+    choose(panel, "PSR-MSE", "all", steps=6)
+    steerer = panel.train(blocking=True)
+    assert [(s, n) for s, n, _ in steps] == [(k, k) for k in range(1, 7)]
+    assert [h["train_loss"] for h in panel.history] == pytest.approx([loss / 3 for _, _, loss in steps])
+    assert panel.comparison.set_index("method").at["A-PSR", BEST] == pytest.approx(
+        steerer.info.history["best_val_loss"] / 3)
+    assert "relative MSE per layer" == panel.figure.layout.yaxis.title.text
+
+
+def test_stop_interrupts_the_preparation(tiny_model, data, monkeypatch):
+    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    real = training_panel.make_trainer
+
+    def stop_then_record(method, *args, training=None, **kwargs):
+        if training == "joint":  # recording the prompt-steered targets: model passes
+            panel.stop_button.click()
+        return real(method, *args, training=training, **kwargs)
+
+    monkeypatch.setattr(training_panel, "make_trainer", stop_then_record)
+    choose(panel, "PSR-LL", steps=4)
+    assert panel.train(blocking=True) is None
+    assert panel._model_passes == 1  # interrupted in its first model pass
+    assert "stopped while preparing" in panel.status.value and panel.trained == {} and panel.history == []
+    assert not panel.running and not panel.train_button.disabled and panel.error is None
+    monkeypatch.setattr(training_panel, "make_trainer", real)
+    steerer = panel.train(blocking=True)  # the model is usable again: no hook left behind
+    assert steerer is not None and panel.trained == {"S-PSR-LL L1": steerer}
+    assert panel._model_passes > 1
+
+
+def test_panel_runs_figure_keeps_loss_kinds_apart(tiny_model, data):
+    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    choose(panel, "PSR-MSE", steps=4)
+    panel.train(blocking=True)
+    choose(panel, "PSR-LL", steps=2)
+    panel.train(blocking=True)
+    table = panel.comparison.set_index("method")
+    assert table.at["S-PSR L1", "loss"] == "relative MSE" and table.at["S-PSR-LL L1", "loss"] == "NLL per token"
+    fig = panel.loss_figure(title="Panel runs")
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["relative MSE", "NLL per token"]
+    by_axis = {}
+    for trace in fig.data:
+        by_axis.setdefault(trace.yaxis, set()).add(trace.name.rsplit(" ", 1)[0])
+    assert by_axis == {"y": {"S-PSR L1"}, "y2": {"S-PSR-LL L1"}}
+    assert fig.layout.yaxis.title.text == "relative MSE" and fig.layout.yaxis2.title.text == "NLL per token"
 
 
 def test_errors_go_to_the_status_line(tiny_model, data):
@@ -215,7 +306,7 @@ def test_errors_go_to_the_status_line(tiny_model, data):
     panel = TrainingPanel(tiny_model, load, attributes=["talky", "broken"], config=CONFIG)
     panel.method.value = "Const-DiM"
     panel.training.value = "joint"  # set in code past the disabled dropdown: snapped back
-    assert panel.training.value == "layerwise" and panel.choice.name == "Const-DiM"
+    assert panel.training.value == "layerwise" and panel.choice.name == "Const-DiM L1"
     panel.method.value = "PSR-MSE"
     panel.steps.value = -1  # invalid: the button path reports it, the blocking path raises it
     panel.train_button.click()
@@ -255,37 +346,43 @@ def test_comparison_lists_the_new_steerer_and_the_others(tiny_model, data, monke
     new = panel.train(blocking=True)  # S-PSR at layer 1
 
     table = panel.comparison.set_index("method")
-    assert list(table.index) == ["Const-DiM", "S-PSR", "paraphrase"]  # another attribute's steerer is left out
+    assert list(table.index) == ["Const-DiM", "S-PSR L1", "paraphrase"]  # another attribute's steerer is left out
     assert [c for c in table.columns if c.startswith("relRMSE")] == ["relRMSE L1", "relRMSE L2"]
     expected = faithfulness(tiny_model, data.heldout_pairs,
-                            faithfulness_strengths({"Const-DiM": dim, "S-PSR": new}, data.heldout_labels),
+                            faithfulness_strengths({"Const-DiM": dim, "S-PSR L1": new}, data.heldout_labels),
                             paraphrase=data.paraphrase_pairs).set_index(["method", "layer"])["rel_rmse"]
-    for method in ("Const-DiM", "S-PSR", "paraphrase"):
+    for method in ("Const-DiM", "S-PSR L1", "paraphrase"):
         for layer in (1, 2):
             assert table.at[method, f"relRMSE L{layer}"] == pytest.approx(expected[(method, layer)], rel=1e-6)
-    assert table.at["S-PSR", "final train loss"] == panel.history[-1]["train_loss"]
-    assert table.at["S-PSR", "best val loss"] == pytest.approx(new.info.history["best_val_loss"])
-    assert np.isnan(table.at["Const-DiM", "final train loss"]) and table.at["S-PSR", "steers"] == "layer 1"
+    assert table.at["S-PSR L1", FINAL] == panel.history[-1]["train_loss"]
+    assert table.at["S-PSR L1", BEST] == pytest.approx(new.info.history["best_val_loss"])  # one layer: as trained
+    assert table.at["S-PSR L1", "loss"] == "relative MSE" and table.at["Const-DiM", "loss"] == "—"
+    assert np.isnan(table.at["Const-DiM", FINAL]) and table.at["S-PSR L1", "steers"] == "layer 1"
     assert panel.faithfulness_figure is None and panel.results_plot.outputs == ()
-    assert "<td>S-PSR</td>" in panel.results.value and "<td>Const-DiM</td>" in panel.results.value
+    assert "<td>S-PSR L1</td>" in panel.results.value and "<td>Const-DiM</td>" in panel.results.value
 
     # an all-layer steerer next: every layer measured, curves drawn, earlier results reused
     choose(panel, "Const-MSE", "all")
     panel.train(blocking=True)
-    assert set(panel.trained) == {"S-PSR", "A-Const-MSE"}
+    assert set(panel.trained) == {"S-PSR L1", "A-Const-MSE"}
     table = panel.comparison.set_index("method")
-    assert list(table.index) == ["Const-DiM", "S-PSR", "A-Const-MSE", "paraphrase"]
+    assert list(table.index) == ["Const-DiM", "S-PSR L1", "A-Const-MSE", "paraphrase"]
     assert [c for c in table.columns if c.startswith("relRMSE")] == ["relRMSE L0", "relRMSE L1", "relRMSE L2"]
-    assert table.at["S-PSR", "relRMSE L0"] == pytest.approx(1.0, abs=1e-6)  # a layer-1 steerer leaves layer 0 alone
+    assert table.at["S-PSR L1", "relRMSE L0"] == pytest.approx(1.0, abs=1e-6)  # a layer-1 steerer leaves layer 0 alone
     figure = panel.faithfulness_figure
-    assert {t.name for t in figure.data} == {"Const-DiM", "S-PSR", "A-Const-MSE", "paraphrase"}
+    assert {t.name for t in figure.data} == {"Const-DiM", "S-PSR L1", "A-Const-MSE", "paraphrase"}
     assert shown(panel.results_plot) == figure.to_plotly_json()["layout"]["title"]["text"]
     assert "<td>A-Const-MSE</td>" in panel.results.value
-    # retraining under the same name replaces the steerer, and it is measured again
+    # a run at another layer is a new run; the same method at the same layer replaces the old one
     choose(panel, "PSR-MSE", "single", layer=2)
-    panel.train(blocking=True)
-    assert panel.comparison.set_index("method").at["S-PSR", "steers"] == "layer 2"
-    assert measured == [["Const-DiM", "S-PSR", "paraphrase"], ["A-Const-MSE"], ["S-PSR"]]
+    at2 = panel.train(blocking=True)
+    table = panel.comparison.set_index("method")
+    assert table.at["S-PSR L1", "steers"] == "layer 1" and table.at["S-PSR L2", "steers"] == "layer 2"
+    assert [c for c in table.columns if c.startswith("relRMSE")] == ["relRMSE L2"]  # its layer is the last one
+    choose(panel, "PSR-MSE", "single", layer=2, steps=3)
+    again = panel.train(blocking=True)
+    assert again is not at2 and panel.trained["S-PSR L2"] is again and len(panel.trained) == 3
+    assert measured == [["Const-DiM", "S-PSR L1", "paraphrase"], ["A-Const-MSE"], ["S-PSR L2"], ["S-PSR L2"]]
 
 
 def test_others_must_fit_the_model(tiny_model, data):
@@ -297,14 +394,27 @@ def test_others_must_fit_the_model(tiny_model, data):
         TrainingPanel(tiny_model, data, others={"x": "not a steerer"})
 
 
-def test_a_panel_steerer_named_like_another_is_kept_apart(tiny_model, data, s_psr):
+def test_a_panel_run_is_compared_at_its_own_layer(tiny_model, data, s_psr):
+    # the notebook's S-PSR steers layer 1; a panel S-PSR at layer 0 is its own row, and the table's
+    # columns are the new run's layer and the last layer (not those of the other S-PSR)
     panel = TrainingPanel(tiny_model, data, others={"S-PSR": s_psr}, config=CONFIG)
-    choose(panel, "PSR-MSE", "single", layer=2, steps=4)
+    choose(panel, "PSR-MSE", "single", layer=0, steps=4)
     new = panel.train(blocking=True)
     table = panel.comparison.set_index("method")
-    assert list(table.index) == ["S-PSR", "S-PSR (panel)", "paraphrase"]
-    assert table.at["S-PSR", "steers"] == "layer 1" and table.at["S-PSR (panel)", "steers"] == "layer 2"
-    assert panel.trained == {"S-PSR": new} and panel.others == {"S-PSR": s_psr}
+    assert list(table.index) == ["S-PSR", "S-PSR L0", "paraphrase"]
+    assert [c for c in table.columns if c.startswith("relRMSE")] == ["relRMSE L0", "relRMSE L2"]
+    assert table.at["S-PSR", "steers"] == "layer 1" and table.at["S-PSR L0", "steers"] == "layer 0"
+    assert table.at["S-PSR", "relRMSE L0"] == pytest.approx(1.0, abs=1e-6)  # the layer-1 one leaves layer 0 alone
+    assert table.at["S-PSR L0", "relRMSE L0"] < 1.0
+    assert panel.results.value.startswith("<b>S-PSR L0</b> compared")
+    assert panel.trained == {"S-PSR L0": new} and panel.others == {"S-PSR": s_psr}
+    # a name that does collide is kept apart, and the comparison still finds the panel's run
+    clash = TrainingPanel(tiny_model, data, others={"S-PSR L1": s_psr}, config=CONFIG)
+    choose(clash, "PSR-MSE", "single", layer=1, steps=4)
+    mine = clash.train(blocking=True)
+    table = clash.comparison.set_index("method")
+    assert list(table.index) == ["S-PSR L1", "S-PSR L1 (panel)", "paraphrase"]
+    assert clash.trained == {"S-PSR L1": mine} and mine is not s_psr
 
 
 def test_attributes_from_a_lazy_loader(tiny_model, data):
@@ -321,15 +431,15 @@ def test_attributes_from_a_lazy_loader(tiny_model, data):
     panel = TrainingPanel(tiny_model, load, attributes=["talky", "chatty"], config=CONFIG)
     assert calls == [] and panel.attribute.options == ("talky", "chatty")
     panel.train(blocking=True)
-    assert calls == ["talky"] and set(panel.trained) == {"S-PSR"}
+    assert calls == ["talky"] and set(panel.trained) == {"S-PSR L1"}
     panel.attribute.value = "chatty"
     assert panel.trained == {} and calls == ["talky"]
     panel.method.value = "Const-DiM"
     panel.train(blocking=True)
-    assert calls == ["talky", "chatty"] and set(panel.trained) == {"Const-DiM"}
-    assert list(panel.comparison["method"]) == ["Const-DiM", "paraphrase"]  # talky's S-PSR stays with talky
+    assert calls == ["talky", "chatty"] and set(panel.trained) == {"Const-DiM L1"}
+    assert list(panel.comparison["method"]) == ["Const-DiM L1", "paraphrase"]  # talky's S-PSR stays with talky
     panel.attribute.value = "talky"
-    assert set(panel.trained) == {"S-PSR"} and calls == ["talky", "chatty"]
+    assert set(panel.trained) == {"S-PSR L1"} and calls == ["talky", "chatty"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,28 @@ from workbench.app.experiment import PreparedData, faithfulness_strengths
 from workbench.evaluation.faithfulness import faithfulness
 from workbench.steering import Steerer, layers_label
 
-__all__ = ["FaithfulnessCache", "comparison_table", "layers_text"]
+__all__ = ["FaithfulnessCache", "comparison_table", "layers_text", "loss_kind", "loss_per_layer_divisor"]
+
+#: Column names of the loss columns of :func:`comparison_table` (losses per layer; see there).
+FINAL_TRAIN_LOSS = "final train loss (per layer)"
+BEST_VAL_LOSS = "best val loss (per layer)"
+
+
+def loss_kind(steerer_or_method) -> str:
+    """What a steerer's training loss measures: ``"NLL per token"`` (PSR-LL, trained on the
+    likelihood of the prompt-steered answers) or ``"relative MSE"`` (every other method; 1 = no
+    better than not steering). Takes a :class:`Steerer` or a trainer method id (``"psr-ll"``)."""
+    method = steerer_or_method.info.method if isinstance(steerer_or_method, Steerer) else str(steerer_or_method)
+    return "NLL per token" if method == "psr-ll" else "relative MSE"
+
+
+def loss_per_layer_divisor(info) -> int:
+    """What to divide a trainer's loss by to read it per layer: a layerwise fit of several layers
+    sums its layers' losses (its number of layers); a joint fit averages them already (1).
+    ``info`` is a ``SteererInfo`` (or None: 1)."""
+    if info is None or getattr(info, "training", "layerwise") != "layerwise":
+        return 1
+    return max(1, len(getattr(info, "layers", ()) or ()))
 
 
 def layers_text(layers: Sequence[int]) -> str:
@@ -57,9 +78,12 @@ def comparison_table(faith: pd.DataFrame, steerers: Mapping[str, Steerer], layer
     """One row per steerer, then the paraphrase when ``faith`` has it.
 
     Columns: ``method``, ``steers`` (its layers), ``training``, ``relRMSE L<layer>`` for each of
-    ``layers`` (from ``faith``, tidy ``method, layer, rel_rmse``), ``final train loss`` (the last
-    entry of ``histories[name]``, a ``[{step, train_loss, val_loss}]`` list; NaN without one) and
-    ``best val loss`` (from the steerer's own training record; NaN without one).
+    ``layers`` (from ``faith``, tidy ``method, layer, rel_rmse``), ``loss`` (its kind,
+    :func:`loss_kind`), ``final train loss (per layer)`` (the last entry of ``histories[name]``, a
+    ``[{step, train_loss, val_loss}]`` list already per layer; NaN without one) and ``best val
+    loss (per layer)`` (the steerer's own training record divided by
+    :func:`loss_per_layer_divisor`, so a 30-layer layerwise fit reads like a one-layer one; NaN
+    without one).
     """
     histories = histories or {}
     rel = faith.pivot(index="method", columns="layer", values="rel_rmse")
@@ -73,7 +97,8 @@ def comparison_table(faith: pd.DataFrame, steerers: Mapping[str, Steerer], layer
             "steers": "—" if steerer is None else layers_text(steerer.layers),
             "training": "—" if steerer is None else steerer.info.training,
             **{f"relRMSE L{l}": float(rel.at[name, l]) for l in layers},
-            "final train loss": history[-1]["train_loss"] if history else float("nan"),
-            "best val loss": float("nan") if best is None else float(best),
+            "loss": "—" if steerer is None or (best is None and not history) else loss_kind(steerer),
+            FINAL_TRAIN_LOSS: history[-1]["train_loss"] if history else float("nan"),
+            BEST_VAL_LOSS: float("nan") if best is None else float(best) / loss_per_layer_divisor(steerer.info),
         })
     return pd.DataFrame(rows)

@@ -5,7 +5,9 @@ the rank and the training, press Train; the loss curve draws live, Stop ends tra
 current step, and the new steerer is then compared with the ones given as ``others`` and every one
 trained earlier in the panel (faithfulness on the held-out triplets, final training and best
 validation loss: :mod:`workbench.app.steerer_comparison`).
-Steerers are named by :func:`workbench.steering.names.method_name`, like everywhere else.
+Steerers are named by :func:`workbench.steering.names.method_name`, like everywhere else, and a
+one-layer run adds its layer (``"S-PSR L10"``), so that runs at different layers are kept apart
+and never confused with the experiment's steerer of the same method (``others``).
 
 Drive it from code as a browser would: ``panel.method.value = "PSR-MSE"``,
 ``panel.train(blocking=True)``; display the object itself (or its ``.widget``). The live loss
@@ -14,13 +16,20 @@ plotly, so no network is needed); the faithfulness curves are a plain figure in 
 
 Threads: the Train button trains in a background thread so that JupyterLab can deliver the Stop
 click meanwhile; do not use the same model in other cells while it runs (training through the
-model hooks it). ``panel.wait()`` joins the thread.
+model hooks it). ``panel.wait()`` joins the thread. While a run is under way the Train button is
+disabled; preparing (loading the data, recording the prompt-steered targets, the layerwise fit a
+joint training starts from) reports its progress every second and Stop interrupts it.
+
+Losses are shown per layer: a layerwise all-layer fit sums its layers' relative MSEs, which the
+panel divides by the number of layers, so one-layer and all-layer runs read on one scale; PSR-LL's
+negative log-likelihood per token is another quantity and gets its own panel and column label.
 """
 
 from __future__ import annotations
 
 import html
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,11 +38,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.app.experiment import PreparedData
-from workbench.app.steerer_comparison import FaithfulnessCache, comparison_table
+from workbench.app.steerer_comparison import FaithfulnessCache, comparison_table, loss_kind, loss_per_layer_divisor
 from workbench.app.widget_base import Displayable, show_figure, status_html
 from workbench.steering import Steerer, TrainConfig, TrainProgress, make_trainer
 from workbench.steering.names import method_name
-from workbench.viz.curves import faithfulness_curves
+from workbench.viz.curves import faithfulness_curves, log_ticks, loss_curves
 from workbench.viz.figures import shown_layers
 from workbench.viz.theme import TEMPLATE, method_color
 
@@ -55,7 +64,9 @@ class TrainChoice:
 
     Attributes:
         attribute: the attribute whose data trains the steerer.
-        name: the experiment's name of the steerer (e.g. ``"A-PSR r2 (joint)"``).
+        name: the run's name: the method's name, plus `` L<layer>`` for one layer (e.g.
+            ``"S-PSR r2 L10"``, ``"A-PSR (joint)"``); the panel keys its runs by it.
+        method_name: the method's name alone (``"S-PSR r2"``), as tables and legends write it.
         method: ``"const-dim"``, ``"const-mse"``, ``"psr-mse"`` or ``"psr-ll"``.
         layers: an int (one layer) or ``None`` (every layer), as :func:`make_trainer` takes them.
         rank, training, steps: as :func:`make_trainer` and :class:`TrainConfig` take them.
@@ -63,11 +74,16 @@ class TrainChoice:
 
     attribute: str
     name: str
+    method_name: str
     method: str
     layers: int | None
     rank: int
     training: str
     steps: int
+
+
+class _Interrupted(Exception):
+    """Raised inside a model pass when Stop is pressed while the panel prepares a run."""
 
 
 class TrainingPanel(Displayable):
@@ -81,19 +97,24 @@ class TrainingPanel(Displayable):
             on the attribute it was trained for (``steerer.info.attribute``; any, when unknown).
         config: the training configuration; the Steps box sets ``steps``.
         attributes: attribute names for the dropdown (required with a callable ``data``).
-        plot_every: redraw the loss curve every this many steps (and at every validation).
+        plot_every: redraw the loss curve every this many steps (and at every validation, and
+            whenever ``redraw_seconds`` have passed since the last redraw).
+        redraw_seconds: the longest the curve and status go without a redraw during training.
 
     Attributes (widgets): ``attribute``, ``method``, ``scope``, ``layer``, ``rank``, ``training``,
-    ``steps``, ``train_button``, ``stop_button``, ``status``, ``figure`` (FigureWidget: train loss
-    line, validation loss markers), ``results`` (HTML: the comparison table), ``results_plot``
-    (Output: faithfulness curves after an all-layer steerer).
+    ``steps``, ``train_button``, ``stop_button``, ``status``, ``notice`` (a warning that stays until
+    the run ends, e.g. "already training"), ``placeholder`` (shown until the first loss point),
+    ``curve_plot`` (Output showing ``figure``: train loss line, validation loss markers),
+    ``results`` (HTML: the comparison table; marked stale while a new one is measured),
+    ``results_plot`` (Output: faithfulness curves after an all-layer steerer).
 
-    Attributes (state): ``history`` (``[{step, train_loss, val_loss}]`` of the last run),
-    ``steerer`` (its result), ``trained`` (``{name: Steerer}`` trained in the panel for the
-    current attribute; a new steerer of the same name replaces the old one), ``comparison``
-    (one row per compared method), ``faithfulness`` (tidy ``method, layer, rel_rmse``), ``error``
-    (the last exception), ``step_callbacks`` (extra ``fn(TrainProgress)`` called every step;
-    returning True stops training).
+    Attributes (state): ``history`` (``[{step, train_loss, val_loss}]`` of the last run, per layer),
+    ``steerer`` (its result), ``trained`` (``{run name: Steerer}`` trained in the panel for the
+    current attribute; a new run of the same name, i.e. same method and layer, replaces the old
+    one), ``comparison`` (one row per compared method), ``faithfulness`` (tidy ``method, layer,
+    rel_rmse``), ``error`` (the last exception), ``step_callbacks`` (extra ``fn(TrainProgress)``
+    called every step after the redraw; returning True stops training), ``redraws`` (how many
+    times the curve was drawn in the last run).
     """
 
     def __init__(
@@ -104,13 +125,16 @@ class TrainingPanel(Displayable):
         config: TrainConfig = TrainConfig(),
         *,
         attributes: Sequence[str] | None = None,
-        plot_every: int = 5,
+        plot_every: int = 1,
+        redraw_seconds: float = 2.0,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a workbench.steering.TrainConfig, got {type(config).__name__}")
         if isinstance(plot_every, bool) or not isinstance(plot_every, int) or plot_every < 1:
             raise ValueError(f"plot_every must be an integer >= 1, got {plot_every!r}")
-        self.model, self.config, self.plot_every = model, config, plot_every
+        if not isinstance(redraw_seconds, (int, float)) or isinstance(redraw_seconds, bool) or redraw_seconds <= 0:
+            raise ValueError(f"redraw_seconds must be a number > 0, got {redraw_seconds!r}")
+        self.model, self.config, self.plot_every, self.redraw_seconds = model, config, plot_every, float(redraw_seconds)
         self._loader, names = self._data_source(data, attributes)
         self._data: dict[str, PreparedData] = {}
         self.others: dict[str, Steerer] = {}
@@ -134,12 +158,17 @@ class TrainingPanel(Displayable):
         self.faithfulness_figure: go.Figure | None = None
         self.error: BaseException | None = None
         self.step_callbacks: list[Callable[[TrainProgress], bool | None]] = []
+        self.redraws = 0
         self._lock = threading.Lock()
         self._running: str | None = None  # the name being trained, or None
         self._stop_requested = False
         self._thread: threading.Thread | None = None
         self._run_name = ""
         self._run_steps = 0
+        self._divisor = 1
+        self._last_draw = 0.0
+        self._preparing: str | None = None  # what the preparation is doing now (for the ticker)
+        self._model_passes = 0
 
         style, wide = {"description_width": "80px"}, widgets.Layout(width="340px")
         self.attribute = widgets.Dropdown(options=list(names), description="attribute", style=style, layout=wide)
@@ -158,11 +187,16 @@ class TrainingPanel(Displayable):
         self.stop_button = widgets.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.preview = widgets.HTML()
         self.status = widgets.HTML(status_html("ready"))
-        self.figure = go.FigureWidget(
+        self.notice = widgets.HTML()
+        self.placeholder = widgets.HTML(
+            '<div style="color:#666;padding:1em 0">The loss curve appears here once training starts '
+            '(press <b>Train</b>).</div>')
+        self.figure = go.Figure(
             data=[go.Scatter(x=[], y=[], mode="lines", name="train loss"),
                   go.Scatter(x=[], y=[], mode="markers", name="validation loss", marker=dict(size=8))],
             layout=dict(template=TEMPLATE, height=320, width=700, title=dict(text="Training loss"),
                         xaxis=dict(title=dict(text="step")), yaxis=dict(title=dict(text="loss"))))
+        self.curve_plot = widgets.Output(layout=widgets.Layout(display="none"))
         self.results = widgets.HTML()
         self.results_plot = widgets.Output()
 
@@ -177,7 +211,7 @@ class TrainingPanel(Displayable):
             widgets.HBox([self.attribute, self.method]), self.scope, widgets.HBox([self.layer, self.rank]),
             widgets.HBox([self.training, self.steps]),
             widgets.HBox([self.train_button, self.stop_button, self.preview]),
-            self.status, self.figure, self.results, self.results_plot,
+            self.status, self.notice, self.placeholder, self.curve_plot, self.results, self.results_plot,
         ])
 
     # -- data ----------------------------------------------------------------------------------
@@ -225,17 +259,28 @@ class TrainingPanel(Displayable):
 
     @property
     def trained(self) -> dict[str, Steerer]:
-        """Steerers trained in the panel for the selected attribute, by name."""
+        """Steerers trained in the panel for the selected attribute, by run name."""
         return self._trained[self.attribute.value]
 
     def history_of(self, name: str, attribute: str | None = None) -> list[dict]:
-        """The loss history (``[{step, train_loss, val_loss}]``) of the panel steerer ``name``."""
+        """The loss history (``[{step, train_loss, val_loss}]``, per layer) of the panel run ``name``."""
         attribute = self.attribute.value if attribute is None else attribute
         steerer = self._trained.get(attribute, {}).get(name)
         if steerer is None:
             raise ValueError(f"no steerer {name!r} trained in the panel for {attribute!r}; "
                              f"it has {sorted(self._trained.get(attribute, {}))}")
         return next((list(h) for (a, s), h in self._histories.items() if a == attribute and s is steerer), [])
+
+    def loss_figure(self, attribute: str | None = None, title: str | None = None) -> go.Figure:
+        """The loss curves of every run trained in the panel for ``attribute`` (default: the selected
+        one), per layer, one panel per kind of loss (relative MSE, NLL): they are not comparable."""
+        attribute = self.attribute.value if attribute is None else attribute
+        runs = {name: s for name, s in self._trained.get(attribute, {}).items() if self.history_of(name, attribute)}
+        if not runs:
+            raise ValueError(f"no run with training steps in the panel for {attribute!r} yet: train one first")
+        return loss_curves({name: self.history_of(name, attribute) for name in runs},
+                           kinds={name: loss_kind(s) for name, s in runs.items()},
+                           title=title or f"Panel runs ({attribute}): loss per layer")
 
     # -- controls ------------------------------------------------------------------------------
 
@@ -286,9 +331,10 @@ class TrainingPanel(Displayable):
         if label not in METHOD_LABELS:
             raise ValueError(f"unknown method {label!r}; expected one of {list(METHOD_LABELS)}")
         method, scope, rank, training = METHOD_LABELS[label], values["scope"], int(values["rank"]), values["training"]
-        name = method_name(method, scope, rank, training)
+        base = method_name(method, scope, rank, training)
         layers = int(values["layer"]) if scope == "single" else None
-        return TrainChoice(values["attribute"], name, method, layers, rank, training, int(values["steps"]))
+        name = base if layers is None else f"{base} L{layers}"
+        return TrainChoice(values["attribute"], name, base, method, layers, rank, training, int(values["steps"]))
 
     @property
     def choice(self) -> TrainChoice:
@@ -307,19 +353,23 @@ class TrainingPanel(Displayable):
 
         ``blocking=False`` (the Train button): in a background thread; returns None at once
         (``wait()`` joins it); errors go to the status line and ``self.error``.
-        ``blocking=True``: in the calling thread; returns the steerer and re-raises errors.
-        A second call while one runs is refused (status; RuntimeError when blocking).
+        ``blocking=True``: in the calling thread; returns the steerer (None when Stop interrupted
+        the preparation) and re-raises errors.
+        A second call while one runs is refused (a warning that stays until the run ends;
+        RuntimeError when blocking).
         """
         values = self._snapshot()
         with self._lock:
             if self._running is not None:
                 message = f"already training {self._running}: press Stop or wait for it to finish"
-                self._set_status(message, "warning")
+                self.notice.value = status_html(message, "warning")
                 if blocking:
                     raise RuntimeError(message)
                 return None
             self._running = f"{values['method']} on {values['attribute']!r}"
             self._stop_requested = False
+        self.notice.value = ""
+        self.train_button.disabled = True
         self.stop_button.disabled = False
         if blocking:
             return self._work(values, raise_errors=True)
@@ -328,13 +378,15 @@ class TrainingPanel(Displayable):
         return None
 
     def stop(self) -> None:
-        """Ask the running training to stop after its current step (the Stop button)."""
+        """Stop the run: during preparation at once (the current model pass is interrupted), during
+        training after the current step (the Stop button)."""
         self._stop_requested = True
         trainer = self.trainer
         if trainer is not None:
             trainer.stop()
         if self.running:
-            self._set_status(f"stopping {self._run_name or self._running} after the current step ...", "warning")
+            what = "now" if self._preparing else "after the current step"
+            self._set_status(f"stopping {self._run_name or self._running} {what} ...", "warning")
 
     def wait(self, timeout: float | None = None) -> Steerer | None:
         """Join the background training thread (if any); returns the last steerer."""
@@ -347,6 +399,9 @@ class TrainingPanel(Displayable):
     def _work(self, values: Mapping[str, Any], raise_errors: bool) -> Steerer | None:
         try:
             return self._train_and_compare(self._choice_from(values))
+        except _Interrupted:
+            self._set_status(f"{self._run_name}: stopped while preparing; nothing was trained", "warning")
+            return None
         except Exception as err:  # noqa: BLE001 - shown in the status line; re-raised when blocking
             self.error = err
             self._set_status(f"error: {type(err).__name__}: {err}", "error")
@@ -355,24 +410,88 @@ class TrainingPanel(Displayable):
             return None
         finally:
             self.trainer = None
+            self._preparing = None
             self.stop_button.disabled = True
+            self.train_button.disabled = False
+            self.notice.value = ""
+            self._unmark_results()
             with self._lock:
                 self._running = None
 
-    def _train_and_compare(self, choice: TrainChoice) -> Steerer:
+    # -- preparation (interruptible, with progress) ---------------------------------------------
+
+    def _prepare(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action`` (loading data, recording targets: model passes) with a status line that
+        ticks every second and a Stop that interrupts the current model pass."""
+        if self._stop_requested:
+            raise _Interrupted()
+        self._preparing, self._model_passes, start = what, 0, time.perf_counter()
+        done = threading.Event()
+
+        def tick() -> None:
+            while not done.wait(1.0):
+                if not self._stop_requested:
+                    self._set_status(f"preparing {self._run_name}: {what} ... {time.perf_counter() - start:.0f} s, "
+                                     f"{self._model_passes} model passes (Stop interrupts)")
+
+        def check(module, args):  # a forward pre-hook on the model: count passes, stop on request
+            self._model_passes += 1
+            if self._stop_requested:
+                raise _Interrupted()
+
+        self._set_status(f"preparing {self._run_name}: {what} ...")
+        module = _input_embedding(self.model)
+        handle = module.register_forward_pre_hook(check) if module is not None else None
+        ticker = threading.Thread(target=tick, name="workbench-training-ticker", daemon=True)
+        ticker.start()
+        try:
+            result = action()
+        finally:
+            done.set()
+            if handle is not None:
+                handle.remove()
+            self._preparing = None
+        if self._stop_requested:
+            raise _Interrupted()
+        return result
+
+    def _on_prep_step(self, progress: TrainProgress) -> bool:
+        """Callback of the layerwise fit a joint training starts from."""
+        if progress.step % 10 == 0 or progress.step == 1:
+            self._set_status(f"preparing {self._run_name}: the layerwise fit it starts from, step {progress.step}"
+                             f"/{self._run_steps} (Stop interrupts)")
+        return self._stop_requested
+
+    def _make_trainer(self, choice: TrainChoice, data: PreparedData, config: TrainConfig):
+        kwargs = dict(store=data.store, pairs=data.pairs, rank=choice.rank, config=config,
+                      attribute=data.attribute.name, progress=False)
+        if choice.training != "joint":
+            return self._prepare("reading the training data", lambda: make_trainer(
+                choice.method, self.model, data.soft_labels, layers=choice.layers, training=choice.training, **kwargs))
+        # a joint training starts from the layerwise fit of the same form (as make_trainer does),
+        # fitted here so that its progress shows and Stop reaches it
+        start_method = "psr-mse" if choice.method == "psr-ll" else choice.method
+        first = self._prepare("reading the training data", lambda: make_trainer(
+            start_method, self.model, data.soft_labels, layers=choice.layers, training="layerwise", **kwargs))
+        init = first.run(callback=self._on_prep_step, progress=False)
+        if self._stop_requested:
+            raise _Interrupted()
+        return self._prepare(f"recording the prompt-steered targets of {len(data.pairs)} answers", lambda: make_trainer(
+            choice.method, self.model, data.soft_labels, layers=choice.layers, training="joint", init=init, **kwargs))
+
+    def _train_and_compare(self, choice: TrainChoice) -> Steerer | None:
         self.error = None
         self._running = self._run_name = choice.name
         self._run_steps = choice.steps
         config = replace(self.config, steps=choice.steps)
-        self.history = []
-        self._reset_figure(choice.name)
-        start = " (through the model: first the layerwise fit it starts from)" if choice.training == "joint" else ""
-        self._set_status(f"preparing {choice.name}{start} ...")
-        data = self.data_for(choice.attribute)
-        self.trainer = make_trainer(
-            choice.method, self.model, data.soft_labels, layers=choice.layers, store=data.store, pairs=data.pairs,
-            rank=choice.rank, training=choice.training, config=config, attribute=data.attribute.name, progress=False)
-        # a Stop pressed while preparing takes effect after the first step (the callback returns True)
+        self.history, self.redraws = [], 0
+        self._mark_results_stale()
+        self._reset_figure(choice)
+        first_use = choice.attribute not in self._data
+        data = self._prepare(f"preparing the data of {choice.attribute!r}" + (" (first use: minutes)" if first_use else ""),
+                             lambda: self.data_for(choice.attribute))
+        self.trainer = self._make_trainer(choice, data, config)
+        self._divisor = loss_per_layer_divisor(self.trainer.info if hasattr(self.trainer, "info") else None)
         steerer = self.trainer.run(callback=self._on_step, progress=False)
         reason = getattr(self.trainer, "stopped_because", None)
         self._draw_losses()
@@ -397,19 +516,25 @@ class TrainingPanel(Displayable):
         else:
             text = f"{choice.name}: finished {done} steps"
         best = self.steerer.info.history.get("best_val_loss") if self.steerer is not None else None
-        return text + (f"; best validation loss {best:.4g}" if best is not None else "")
+        per = " per layer" if self._divisor > 1 else ""
+        return text + (f"; best validation loss{per} {best / self._divisor:.4g}" if best is not None else "")
 
     def _on_step(self, progress: TrainProgress) -> bool:
-        """The trainer's callback (training thread): record, call extra callbacks, redraw now and then."""
-        self.history.append({"step": progress.step, "train_loss": progress.train_loss, "val_loss": progress.val_loss})
+        """The trainer's callback (training thread): record, redraw (every ``plot_every`` steps, at
+        validations, or after ``redraw_seconds``), then call the extra callbacks."""
+        d = self._divisor
+        val = None if progress.val_loss is None else progress.val_loss / d
+        self.history.append({"step": progress.step, "train_loss": progress.train_loss / d, "val_loss": val})
+        now = time.perf_counter()
+        if progress.step % self.plot_every == 0 or val is not None or now - self._last_draw >= self.redraw_seconds:
+            self._draw_losses()
+            best = "" if progress.best_val_loss is None else f", best validation {progress.best_val_loss / d:.4g}"
+            per = " per layer" if d > 1 else ""
+            self._set_status(f"training {self._run_name}: step {progress.step}/{self._run_steps}, "
+                             f"train loss{per} {progress.train_loss / d:.4g}{best}")
         for callback in self.step_callbacks:
             if callback(progress):
                 self._stop_requested = True
-        if progress.step % self.plot_every == 0 or progress.val_loss is not None:
-            self._draw_losses()
-            best = "" if progress.best_val_loss is None else f", best validation {progress.best_val_loss:.4g}"
-            self._set_status(f"training {self._run_name}: step {progress.step}/{self._run_steps}, "
-                             f"train loss {progress.train_loss:.4g}{best}")
         return self._stop_requested
 
     # -- views ---------------------------------------------------------------------------------
@@ -417,29 +542,58 @@ class TrainingPanel(Displayable):
     def _set_status(self, text: str, kind: str = "info") -> None:
         self.status.value = status_html(text, kind)
 
-    def _reset_figure(self, name: str) -> None:
-        colour = method_color(name)
-        with self.figure.batch_update():
-            for trace in self.figure.data:
-                trace.x, trace.y = [], []
-            self.figure.data[0].line.color = colour
-            self.figure.data[1].marker.color = colour
-            self.figure.layout.title.text = f"{html.escape(name)}: training loss"
+    def _mark_results_stale(self) -> None:
+        if self.results.value and not self.results.value.startswith(_STALE):
+            self.results.value = f'{_STALE}<div style="opacity:0.45">{self.results.value}</div></div>'
+
+    def _unmark_results(self) -> None:
+        """After a run that produced no new table (error, Stop while preparing): the old one is current again."""
+        value = self.results.value
+        if value.startswith(_STALE):
+            self.results.value = value[len(_STALE) + len('<div style="opacity:0.45">'):-len("</div></div>")]
+
+    def _reset_figure(self, choice: TrainChoice) -> None:
+        colour = method_color(choice.method_name)
+        kind = loss_kind(choice.method)
+        self.figure.data[0].x, self.figure.data[0].y = [], []
+        self.figure.data[1].x, self.figure.data[1].y = [], []
+        self.figure.data[0].line.color = colour
+        self.figure.data[1].marker.color = colour
+        self.figure.layout.title.text = f"{html.escape(choice.name)}: training loss"
+        self.figure.layout.yaxis.title.text = f"{kind} per layer" if choice.layers is None else kind
+        self.placeholder.value = status_html(f"{choice.name}: the loss curve appears with the first training step.")
+        self.placeholder.layout.display = None
+        self.curve_plot.layout.display = "none"
+        self._last_draw = 0.0
 
     def _draw_losses(self) -> None:
-        """Copy ``history`` into the figure's two traces (one batched update)."""
+        """Copy ``history`` into the figure's two traces and show it (markers while there are few points)."""
         rows = list(self.history)
+        self._last_draw = time.perf_counter()
+        if not rows:
+            return
         val = [r for r in rows if r["val_loss"] is not None]
         losses = [r["train_loss"] for r in rows] + [r["val_loss"] for r in val]
-        with self.figure.batch_update():
-            self.figure.data[0].x, self.figure.data[0].y = [r["step"] for r in rows], [r["train_loss"] for r in rows]
-            self.figure.data[1].x, self.figure.data[1].y = [r["step"] for r in val], [r["val_loss"] for r in val]
-            self.figure.layout.yaxis.type = "log" if losses and min(losses) > 0 else "linear"
+        fig = self.figure
+        fig.data[0].x, fig.data[0].y = [r["step"] for r in rows], [r["train_loss"] for r in rows]
+        fig.data[0].mode = "lines+markers" if len(rows) < 15 else "lines"
+        fig.data[1].x, fig.data[1].y = [r["step"] for r in val], [r["val_loss"] for r in val]
+        if min(losses) > 0:
+            values, labels = log_ticks(min(losses), max(losses))
+            fig.layout.yaxis.update(type="log", tickvals=values, ticktext=labels)
+        else:
+            fig.layout.yaxis.update(type="linear", tickvals=None, ticktext=None)
+        fig.layout.xaxis.update(range=[0, max(r["step"] for r in rows) + 1])
+        show_figure(self.curve_plot, fig)
+        self.redraws += 1
+        self.curve_plot.layout.display = None
+        self.placeholder.layout.display = "none"
 
     def _show_results(self, new: str) -> None:
         table = self.comparison.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
         note = ("relative RMSE to the prompt-steered activations on the held-out triplets (1 = no better than "
-                "not steering, 0 = the prompt); each steerer at the triplets' soft labels, Const-DiM at 1")
+                "not steering, 0 = the prompt); each steerer at the triplets' soft labels, Const-DiM at 1; "
+                "losses per layer (relative MSE, or NLL per token for PSR-LL)")
         self.results.value = f"<b>{html.escape(new)}</b> compared ({html.escape(note, quote=False)}):{table}"
         show_figure(self.results_plot, self.faithfulness_figure)
 
@@ -456,22 +610,40 @@ class TrainingPanel(Displayable):
     def compare(self, attribute: str | None = None, new: str | None = None) -> pd.DataFrame:
         """Faithfulness (relative RMSE) and losses of every compared steerer, one row each.
 
-        Measured at the layer of ``new`` (a one-layer steerer) and the last layer; for an
-        all-layer ``new`` (or none), at every layer, tabled at a few spread layers, and drawn
-        with :func:`workbench.viz.curves.faithfulness_curves` (``self.faithfulness_figure``).
-        Measurements are cached per steerer object; ``self.faithfulness`` gets the tidy table.
+        ``new`` is a panel run's name. Measured at the layer of ``new`` (a one-layer steerer) and
+        the last layer; for an all-layer ``new`` (or none), at every layer, tabled at a few spread
+        layers, and drawn with :func:`workbench.viz.curves.faithfulness_curves`
+        (``self.faithfulness_figure``). Measurements are cached per steerer object;
+        ``self.faithfulness`` gets the tidy table.
         """
         attribute = self.attribute.value if attribute is None else attribute
         data = self.data_for(attribute)
         steerers = self._compared(attribute)
         if not steerers:
             raise ValueError(f"nothing to compare for {attribute!r}: train a steerer or pass others=")
+        mine = self._trained[attribute].get(new) if new is not None else None
+        if new is not None and mine is None:
+            raise ValueError(f"no run {new!r} in the panel for {attribute!r}; it has {sorted(self._trained[attribute])}")
         last = self.model.n_layers - 1
-        one_layer = new in steerers and len(steerers[new].layers) == 1
-        table_layers = sorted({steerers[new].layers[0], last}) if one_layer else shown_layers(self.model.n_layers, 4)
+        one_layer = mine is not None and len(mine.layers) == 1
+        table_layers = sorted({mine.layers[0], last}) if one_layer else shown_layers(self.model.n_layers, 4)
         self.faithfulness = faith = self._faithfulness.measure(attribute, data, steerers)
         self.faithfulness_figure = None if one_layer else faithfulness_curves(
             faith, title=f"Faithfulness to the prompt ({html.escape(data.attribute.name)})")
         histories = {name: next((h for (a, s), h in self._histories.items() if a == attribute and s is steerer), [])
                      for name, steerer in steerers.items()}
         return comparison_table(faith, steerers, table_layers, histories)
+
+
+def _input_embedding(model):
+    """The model's input embedding module (every model pass starts there), or None."""
+    hf = getattr(getattr(model, "bridge", None), "original_model", None)
+    getter = getattr(hf, "get_input_embeddings", None)
+    try:
+        return getter() if callable(getter) else hf
+    except (AttributeError, NotImplementedError):
+        return hf
+
+
+_STALE = ('<div class="workbench-stale"><span style="color:#B35806">previous comparison (stale: a new run is '
+          'under way; its comparison replaces this one)</span>')

@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 from workbench.viz.checks import numeric_column, require_columns
 from workbench.viz.theme import METHOD_COLORS, TEMPLATE, method_colors, method_key, method_order
 
-__all__ = ["coherence_tradeoff", "faithfulness_curves", "loss_curves", "radar_chart", "results_bars"]
+__all__ = ["coherence_tradeoff", "faithfulness_curves", "log_ticks", "loss_curves", "radar_chart", "results_bars"]
 
 def _rgba(hex_colour: str, alpha: float) -> str:
     h = hex_colour.lstrip("#")
@@ -198,41 +198,89 @@ def results_bars(results: pd.DataFrame, metric: str = "attribute", title: str | 
     return fig
 
 
+def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> tuple[list[float], list[str]]:
+    """Tick values and labels for a log axis from ``lo`` to ``hi`` (both > 0), each label the full
+    number (``0.8``, ``1``, ``2``), never plotly's bare mantissas ("10 5 2 1 5 2").
+
+    Picks the coarsest of the mantissa sets (1), (1, 2, 5), (1, 2, 3, 5, 7), (1..9) that puts at
+    least two ticks in ``[lo, hi]``, and no more than ``max_ticks``; a range too narrow for any of
+    them gets ``lo``, the middle and ``hi`` to three significant digits.
+
+    Example:
+        >>> log_ticks(0.75, 1.3)[1]
+        ['0.8', '0.9', '1', '1.2']
+    """
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0:
+        raise ValueError(f"log_ticks needs finite positive bounds, got lo={lo!r}, hi={hi!r}")
+    lo, hi = min(lo, hi), max(lo, hi)
+    decades = range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
+        values = [float(f"{m * 10.0 ** e:.6g}") for e in decades for m in mantissas]
+        values = [v for v in values if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+        if 2 <= len(values) <= max_ticks:
+            return values, [f"{v:g}" for v in values]
+    if hi / lo < 1.0001:
+        return [float(f"{lo:.3g}")], [f"{lo:.3g}"]
+    values = [float(f"{v:.3g}") for v in (lo, float(np.sqrt(lo * hi)), hi)]
+    return values, [f"{v:g}" for v in values]
+
+
 def loss_curves(histories: Mapping[str, Sequence[Mapping]], log_y: bool | None = None,
-                title: str | None = None) -> go.Figure:
+                title: str | None = None, kinds: Mapping[str, str] | None = None) -> go.Figure:
     """Training (solid) and validation (dashed, markers) loss against step, one colour per run.
 
     Args:
         histories: ``{name: [{"step", "train_loss", "val_loss" (may be None)}, ...]}``, e.g. the
             ``history`` list that each trainer in :mod:`workbench.steering.train` keeps.
         log_y: log y axis; default: log when every loss is positive.
+        kinds: ``{name: what its loss measures}`` (e.g. ``"relative MSE"``, ``"NLL per token"``):
+            runs of different kinds are drawn in side-by-side panels with their own y axis,
+            each titled by its kind, since their values are not comparable. Default: one kind.
+
+    A run with a single point is drawn as a marker (a line needs two).
     """
     what = "loss_curves"
     if not isinstance(histories, Mapping) or not histories:
         raise ValueError(f"{what}: expected a non-empty dict {{name: history list}}")
+    kinds = dict(kinds or {})
+    unknown = [k for k in kinds if k not in histories]
+    if unknown:
+        raise ValueError(f"{what}: kinds names run(s) {unknown} that are not in histories {list(histories)}")
+    kind_of = {name: str(kinds.get(name, "loss")) for name in histories}
+    panels = list(dict.fromkeys(kind_of.values()))
     colours = method_colors(histories)
-    fig, values = go.Figure(), []
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.12,
+                        subplot_titles=[html.escape(k) for k in panels] if len(panels) > 1 else None)
+    values: dict[str, list[np.ndarray]] = {k: [] for k in panels}
     for name, history in histories.items():
         frame = pd.DataFrame(list(history))
         require_columns(frame, ["step", "train_loss"], f"{what} history {name!r}")
         frame = frame.sort_values("step")
         train = numeric_column(frame, "train_loss", what)
-        values.append(train)
-        fig.add_trace(go.Scatter(x=frame["step"], y=train, mode="lines", name=f"{name} train", legendgroup=str(name),
-                                 line=dict(color=colours[name], width=2)))
+        col = panels.index(kind_of[name]) + 1
+        values[kind_of[name]].append(train)
+        fig.add_trace(go.Scatter(x=frame["step"], y=train, mode="lines+markers" if len(train) < 2 else "lines",
+                                 name=f"{name} train", legendgroup=str(name),
+                                 line=dict(color=colours[name], width=2), marker=dict(size=7)), row=1, col=col)
         if "val_loss" in frame.columns:
             val = frame[frame["val_loss"].notna()]
             if not val.empty:
-                values.append(numeric_column(val, "val_loss", what))
-                fig.add_trace(go.Scatter(x=val["step"], y=values[-1], mode="lines+markers", name=f"{name} val",
-                                         legendgroup=str(name), marker=dict(size=7),
-                                         line=dict(color=colours[name], width=2, dash="dash")))
-    finite = np.concatenate(values)
-    finite = finite[np.isfinite(finite)]
-    log_y = bool(len(finite)) and bool((finite > 0).all()) if log_y is None else log_y
+                values[kind_of[name]].append(numeric_column(val, "val_loss", what))
+                fig.add_trace(go.Scatter(x=val["step"], y=values[kind_of[name]][-1], mode="lines+markers",
+                                         name=f"{name} val", legendgroup=str(name), marker=dict(size=7),
+                                         line=dict(color=colours[name], width=2, dash="dash")), row=1, col=col)
+    for col, kind in enumerate(panels, start=1):
+        finite = np.concatenate(values[kind]) if values[kind] else np.array([])
+        finite = finite[np.isfinite(finite)]
+        log = bool(len(finite)) and bool((finite > 0).all()) if log_y is None else log_y
+        axis = dict(type="log" if log else "linear", title=dict(text=kind))
+        if log and len(finite) and (finite > 0).all():
+            axis.update(zip(("tickvals", "ticktext"), log_ticks(float(finite.min()), float(finite.max()))))
+        fig.update_yaxes(**axis, row=1, col=col)
+        fig.update_xaxes(title=dict(text="step"), row=1, col=col)
     fig.update_layout(template=TEMPLATE, title=dict(text=title or "Training curves"),
-                      xaxis=dict(title=dict(text="step")),
-                      yaxis=dict(type="log" if log_y else "linear", title=dict(text="loss")))
+                      width=max(700, 480 * len(panels)), height=420,
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
     return fig
 
 
