@@ -1,0 +1,114 @@
+"""The claims report on a tiny model: every finding's rows, verdicts, files, and a rerun that computes nothing."""
+
+import json
+import math
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.app import claims
+from workbench.app.claims import CLAIM_COLUMNS, ClaimsConfig, default_experiment, instruction_rows, run_claims
+from workbench.data.attributes import make_attribute
+from workbench.evaluation.comparison import EvalConfig
+from workbench.judges.offline import FunctionJudge
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUESTIONS = [f"Tell me about thing number {i}, please?" for i in range(40)]
+ALWAYS = FunctionJudge(lambda r: 100.0, name="always")
+LENGTH = FunctionJudge(lambda r: min(100.0, 3.0 * len(r)), name="length")
+
+
+@pytest.fixture
+def talky():
+    return make_attribute("talky", "Says anything at all.", ["You talk a lot.", "Talk, talk, talk."], QUESTIONS,
+                          lambda r: 60.0 + min(40.0, len(r)), paraphrases=["Be very talkative."])
+
+
+def tiny_config():
+    experiment = default_experiment(n_train=6, n_heldout=3, max_new_tokens=6, steps=10, joint_steps=2, batch_size=8,
+                                    evaluation=EvalConfig(n_validation=2, n_test=4, max_new_tokens=6, max_steps=3,
+                                                          targets=(50.0, "prompt")))
+    return ClaimsConfig(experiment=experiment, extra_methods=("A-PSR r4", "A-PSR (joint)"), instructions=(), n_boot=50)
+
+
+def test_claims_on_a_tiny_model_then_a_rerun_computes_nothing(tiny_model, talky, tmp_path, monkeypatch):
+    judges = {"coherence_judge": LENGTH, "triplet_coherence": ALWAYS}
+    lines = []
+    result = run_claims(tiny_model, tiny_config(), tmp_path, attributes=[talky], judges=judges, progress=False,
+                        log=lines.append)
+    table = result.table
+    assert list(table.columns) == CLAIM_COLUMNS
+    assert sorted(set(table["finding"])) == [1, 2, 3, 4]
+    assert set(table["attribute"]) == {"talky"}
+    assert set(table["verdict"]) <= {"holds", "does not hold", "not separable at this n", "not measured"}
+    f2 = table[table["finding"] == 2]
+    assert len(f2) == 4 and (f2["n"] == 4).all()  # two contrasts x two targets, paired over 4 test questions
+    assert {"S-PSR > Const-DiM at TA@C50 (one layer)", "A-PSR > A-Const-DiM at TA@Cp (all layers)"} <= set(f2["claim"])
+    f4 = table[table["finding"] == 4]
+    assert len(f4) == 3 and all(f4["claim"].str.contains("paraphrase")) and (f4["n"] == 3).all()
+    finite = table.dropna(subset=["value"])
+    assert ((finite["lo"] <= finite["value"] + 1e-9) & (finite["value"] <= finite["hi"] + 1e-9)).all()
+    f1 = table[table["finding"] == 1].iloc[0]
+    assert f1["value"] > 1 and "token kind" in f1["note"]
+    for name in ("claims.csv", "claims.md"):
+        assert (tmp_path / name).is_file()
+    for figure in set(table["figure"].dropna()) - {""}:
+        assert (tmp_path / figure).is_file()
+    assert (tmp_path / "figures" / "plotly.min.js").is_file()
+    assert "## 2. PSR vs constant steering" in (tmp_path / "claims.md").read_text()
+    assert any("done in" in line for line in lines) and "claims:" in lines[-1]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "claims.csv"), table, check_dtype=False, rtol=1e-5)
+
+    # a rerun reads the stored rows back: no model load, no experiment, nothing measured
+    def refuse(*args, **kwargs):
+        raise AssertionError("recomputed something that was stored")
+
+    monkeypatch.setattr(claims, "run_experiment", refuse)
+    monkeypatch.setattr(claims, "pair_errors", refuse)
+    monkeypatch.setattr(claims, "load_model", refuse)
+    lines.clear()
+    again = run_claims(tiny_model.model_id, tiny_config(), tmp_path, attributes=[talky], judges=judges, progress=False,
+                       log=lines.append)
+    pd.testing.assert_frame_equal(again.table, table)
+    assert "stored rows read back" in lines[0] and "1 read back" in lines[-1]
+    # another setting is another run: its rows are not served from the stored ones
+    with pytest.raises(AssertionError, match="recomputed"):
+        run_claims(tiny_model, replace(tiny_config(), n_boot=60), tmp_path, attributes=[talky], judges=judges,
+                   progress=False, log=lines.append)
+
+
+def test_instruction_rows_are_paired_over_instruction_and_question(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for ins in ("a", "b"):
+        for q in range(20):
+            prompt = float(rng.random() < 0.7)
+            rows += [{"instruction": ins, "question": f"q{q}", "method": "prompt", "strict": prompt},
+                     {"instruction": ins, "question": f"q{q}", "method": "PSR", "strict": 0.0},
+                     {"instruction": ins, "question": f"q{q}", "method": "PSR + prompt", "strict": prompt},
+                     {"instruction": ins, "question": f"q{q}", "method": "rank-r PSR", "strict": 0.0}]
+    responses = pd.DataFrame(rows)
+    summary = responses.groupby(["instruction", "method"])["strict"].mean().rename("strict_accuracy").reset_index()
+    run = SimpleNamespace(responses=responses, summary=summary)
+    out = pd.DataFrame(instruction_rows(run, tmp_path / "figures", ClaimsConfig(n_boot=200), seed=0)).set_index("claim")
+    assert out.loc["rank-1 PSR alone falls short of the prompt", "verdict"] == "holds"  # PSR never, prompt 70 %
+    assert out.loc["rank-1 PSR alone falls short of the prompt", "n"] == 40
+    assert out.loc["PSR + prompt beats the prompt", "verdict"] == "does not hold"  # identical on every question
+    assert out.loc["rank-4 PSR beats rank-1 PSR", "verdict"] == "does not hold"
+    assert (tmp_path / "figures" / "f5-instructions.html").is_file()
+
+
+def test_claims_config_checks_and_sizes():
+    with pytest.raises(ValueError, match="unknown attribute"):
+        ClaimsConfig(attributes=("nobody",))
+    with pytest.raises(ValueError, match="A-Const-DiM"):
+        ClaimsConfig(experiment=default_experiment(methods=("Const-DiM", "S-PSR", "A-PSR")))
+    with pytest.raises(ValueError, match="size"):
+        ClaimsConfig.sized("huge")
+    assert ClaimsConfig.sized("full").experiment.evaluation.n_test is None
+    assert ClaimsConfig.sized("tiny").experiment.evaluation.n_test < ClaimsConfig().experiment.evaluation.n_test
+    assert len(ClaimsConfig().attribute_names) >= 5
