@@ -563,3 +563,37 @@ def test_explorer_refuses_bad_inputs(tiny_model, s_psr):
     assert "no layer selected" in explorer.status.value and explorer.steered is None
     with pytest.raises(ValueError, match="no layer selected"):
         explorer.refresh()
+
+
+def test_explorer_colour_scale_is_fixed_across_alpha(tiny_model, a_psr):
+    explorer = LambdaExplorer(tiny_model, a_psr, QUESTIONS[:1], INSTRUCTION, alpha=0.5, max_new_tokens=6, layers=[1])
+    assert explorer.lambda_range is None
+    explorer.refresh()
+    first_max = float(explorer.lambda_table["lambda"].max())
+    lo, hi = explorer.lambda_range
+    assert lo == 0 and first_max <= hi <= 1.5 * first_max + 1e-9  # 0 to the first answer's max, rounded up
+    axes = []
+    for alpha in (0.0, 3.0):
+        explorer.alpha.value = alpha
+        explorer.refresh()
+        axes.append(explorer.figures["lambda"].layout.coloraxis)
+    assert {(a.cmin, a.cmax) for a in axes} == {(lo, hi)}  # the same colours for every alpha
+    assert "fixed" in axes[0].colorbar.title.text and "fixed for every alpha" in explorer.figures["lambda"].layout.title.text
+    # a given range is used as is; a bad one is refused
+    given = LambdaExplorer(tiny_model, a_psr, QUESTIONS[:1], INSTRUCTION, max_new_tokens=4, lambda_range=(0, 7))
+    given.refresh()
+    assert (given.figures["lambda"].layout.coloraxis.cmin, given.figures["lambda"].layout.coloraxis.cmax) == (0, 7)
+    with pytest.raises(ValueError, match="lambda_range"):
+        LambdaExplorer(tiny_model, a_psr, QUESTIONS[:1], INSTRUCTION, lambda_range=(2, 1))
+
+
+def test_explorer_names_the_selected_layers_and_one_layer_keeps_a_colour_bar(tiny_model, a_psr):
+    explorer = LambdaExplorer(tiny_model, a_psr, QUESTIONS[:1], INSTRUCTION, max_new_tokens=4, layers=[0, 2])
+    assert "drawn: <b>L0, L2</b>" in explorer.layers_shown.value
+    assert explorer.layers.rows == 3  # every layer of a short list is in view
+    explorer.refresh()
+    explorer.layers.value = (2,)
+    assert "drawn: <b>L2</b>" in explorer.layers_shown.value
+    fig = explorer.figures["lambda"]
+    margin = fig.layout.margin
+    assert fig.layout.height - margin.t - margin.b >= 150  # the colour bar spans at least 150 px

@@ -5,11 +5,16 @@ and (b) the prompt-steered answer with its per-token ``||Delta_PS||``, as token 
 (:func:`workbench.viz.token_maps.token_heatmap`) at the chosen layers. Drive it from code as a
 browser would: ``explorer.alpha.value = 2.0``, ``explorer.refresh()``; display the object itself
 (or its ``.widget``).
+
+The lambda colour scale is fixed once, at the first generation (0 to the largest lambda then,
+rounded up; or ``lambda_range=``), and kept for every later alpha and question, so colours compare
+across alpha; a lambda above it takes the top colour (the colour bar says so).
 """
 
 from __future__ import annotations
 
 import html
+import math
 from typing import Any, Callable, Sequence
 
 import ipywidgets as widgets
@@ -42,18 +47,23 @@ class LambdaExplorer(Displayable):
         auto: re-generate as soon as the question or alpha changes (else on the Generate button).
         delta_kind: ``"acc"`` (accumulated Delta_PS, default) or ``"loc"`` (what each layer adds).
         placement: where the instruction goes (``"system"`` or ``"user"``).
+        lambda_range: ``(low, high)`` of the lambda colour scale, the same for every alpha
+            (default: fixed at the first generation, see the module docstring).
 
     Attributes: the widgets ``question``, ``alpha``, ``layers``, ``component`` (rank > 1),
     ``auto``, ``generate_button``, ``status``, ``steered_text`` / ``steered_plot`` (answer (a)),
     ``prompted_text`` / ``prompted_plot`` (answer (b)); after :meth:`refresh`: ``steered`` and
     ``prompted`` (:class:`~workbench.core.generation.Generation`), ``pair`` (the prompted answer aligned),
     ``lambda_table`` (every steerer layer and component), ``delta_table`` (every steerer layer),
-    ``figures`` (``{"lambda": Figure, "delta": Figure}``), ``widget``.
+    ``figures`` (``{"lambda": Figure, "delta": Figure}``), ``lambda_range`` (the fixed colour
+    scale), ``layers_shown`` (HTML naming the selected layers, which a long list may scroll out
+    of view), ``widget``.
     """
 
     def __init__(self, model, steerer: Steerer, questions: Sequence[str], instruction: str, alpha: float = 1.0,
                  max_new_tokens: int = 40, layers: Sequence[int] | None = None, *, auto: bool = False,
-                 delta_kind: str = "acc", placement: str = "system") -> None:
+                 delta_kind: str = "acc", placement: str = "system",
+                 lambda_range: tuple[float, float] | None = None) -> None:
         if not isinstance(steerer, Steerer):
             raise ValueError(f"steerer must be a workbench.steering.Steerer, got {type(steerer).__name__}")
         steerer.check_model(model)
@@ -80,6 +90,12 @@ class LambdaExplorer(Displayable):
                                  f"{list(steerer.layers)}")
         if not layers:
             raise ValueError("layers is empty: choose at least one of the steerer's layers")
+        if lambda_range is not None:
+            lo, hi = (float(x) for x in lambda_range)
+            if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+                raise ValueError(f"lambda_range must be (low, high) with low < high, got {lambda_range!r}")
+            lambda_range = (lo, hi)
+        self.lambda_range: tuple[float, float] | None = lambda_range
         self.model, self.steerer, self.instruction = model, steerer, instruction
         self.max_new_tokens, self.delta_kind, self.placement = max_new_tokens, delta_kind, placement
         self.config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0)
@@ -99,7 +115,8 @@ class LambdaExplorer(Displayable):
         self.alpha = widgets.FloatSlider(value=alpha, min=min(0.0, alpha), max=max(4.0, alpha), step=0.25,
                                          description="alpha", style=style, continuous_update=False)
         self.layers = widgets.SelectMultiple(options=list(steerer.layers), value=tuple(sorted(set(layers))),
-                                             rows=min(6, len(steerer.layers)), description="layers", style=style)
+                                             rows=min(10, len(steerer.layers)), description="layers", style=style)
+        self.layers_shown = widgets.HTML()
         self.component = widgets.Dropdown(options=list(range(steerer.rank)), value=0, description="component",
                                           style=style, layout=widgets.Layout(
                                               width="160px", display=None if steerer.rank > 1 else "none"))
@@ -112,11 +129,13 @@ class LambdaExplorer(Displayable):
         self.question.observe(self._on_input, names="value")
         self.alpha.observe(self._on_input, names="value")
         self.layers.observe(self._on_view, names="value")
+        self.layers.observe(self._show_selection, names="value")
+        self._show_selection()
         self.component.observe(self._on_view, names="value")
         self.generate_button.on_click(lambda _: self._guarded(self.refresh))
         self.widget = widgets.VBox([
             self.question, widgets.HBox([self.alpha, self.component, self.auto, self.generate_button]),
-            self.layers, self.status, self.steered_text, self.steered_plot, self.prompted_text, self.prompted_plot,
+            widgets.HBox([self.layers, self.layers_shown]), self.status, self.steered_text, self.steered_plot, self.prompted_text, self.prompted_plot,
         ])
 
     # -- generation ----------------------------------------------------------------------------
@@ -131,6 +150,8 @@ class LambdaExplorer(Displayable):
         self.steered = generate_answers(self.model, [question], steerers=[(self.steerer, alpha)], config=self.config,
                                         progress=False)[0]
         self.lambda_table = generation_lambda_table(self.steered, self.model.tokenizer, layers=self.steerer.layers)
+        if self.lambda_range is None:  # fixed once, so that colours compare across alpha
+            self.lambda_range = (0.0, _nice_ceiling(float(self.lambda_table["lambda"].max())))
         self._generated_alpha = alpha
         self.prompted, self.pair, self.delta_table = self._prompted_side(question)
         self._redraw()
@@ -166,8 +187,9 @@ class LambdaExplorer(Displayable):
         lam = self.lambda_table[self.lambda_table["component"] == self.component.value]
         part = f", component {self.component.value}" if self.steerer.rank > 1 else ""
         self.figures = {
-            "lambda": token_heatmap(lam, value="lambda", layers=layers, scale="linear",
-                                    title=f"(a) lambda of {name} at alpha {self._generated_alpha:g}{part}"),
+            "lambda": token_heatmap(lam, value="lambda", layers=layers, scale="linear", zrange=self.lambda_range,
+                                    title=f"(a) lambda of {name} at alpha {self._generated_alpha:g}{part} "
+                                          f"(colour scale fixed for every alpha)"),
             "delta": token_heatmap(self.delta_table, value="norm", layers=layers, scale="log", per_layer=True,
                                    title=f"(b) ||Delta_PS|| ({self.delta_kind}) of the prompted answer"),
         }
@@ -189,6 +211,12 @@ class LambdaExplorer(Displayable):
         elif self.steered is not None:
             self._set_status("question or alpha changed: press Generate", "warning")
 
+    def _show_selection(self, change=None) -> None:
+        chosen = sorted(self.layers.value)
+        text = ", ".join(f"L{l}" for l in chosen) if chosen else "none"
+        self.layers_shown.value = (f'<div style="padding-left:1em">drawn: <b>{text}</b><br>'
+                                   '<span style="color:#666">Ctrl/Shift-click to choose several</span></div>')
+
     def _on_view(self, change) -> None:
         self._guarded(self._redraw)
 
@@ -201,3 +229,15 @@ class LambdaExplorer(Displayable):
 
     def _set_status(self, text: str, kind: str = "info") -> None:
         self.status.value = status_html(text, kind)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 (times a power of ten) that is >= ``value``; 1 for <= 0."""
+    if not math.isfinite(value) or value <= 0:
+        return 1.0
+    exponent = math.floor(math.log10(value))
+    for mantissa in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        candidate = float(f"{mantissa * 10.0 ** exponent:.6g}")
+        if candidate >= value:
+            return candidate
+    return 10.0 ** (exponent + 1)

@@ -68,11 +68,18 @@ def _tick_text(v: float) -> str:
     return f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
 
 
-def _colour(values: np.ndarray, groups: np.ndarray | None, scale: str, value: str) -> tuple[np.ndarray, dict]:
+#: The least height of a token heat map, in px: its colour bar spans the plot area, so this keeps
+#: the bar readable (>= 150 px) when only one layer and one line are drawn.
+MIN_HEIGHT = 240
+
+
+def _colour(values: np.ndarray, groups: np.ndarray | None, scale: str, value: str,
+            zrange: tuple[float, float] | None = None) -> tuple[np.ndarray, dict]:
     """Map raw values to what the heat map draws, and the matching ``layout.coloraxis``.
 
     ``groups`` (per-value layer ids) divides each layer by its own reference first: the median of
-    its positive values (log), its max (linear) or its max |value| (diverging).
+    its positive values (log), its max (linear) or its max |value| (diverging). ``zrange`` fixes
+    the colour scale's ends (in the units after that division) instead of the data's own.
     """
     if scale not in ("log", "linear", "diverging"):
         raise ValueError(f"scale must be 'log', 'linear' or 'diverging', got {scale!r}")
@@ -91,23 +98,35 @@ def _colour(values: np.ndarray, groups: np.ndarray | None, scale: str, value: st
             v[sel] = part / (ref if ref > 0 else 1.0)
         title, suffix = f"{value} / {ref_name}", ("×" if scale == "log" else "")
     finite = v[np.isfinite(v)]
+    if zrange is not None:
+        zlo, zhi = (float(x) for x in zrange)
+        if not (np.isfinite(zlo) and np.isfinite(zhi)) or zhi <= zlo or (scale == "log" and zlo <= 0):
+            raise ValueError(f"zrange must be (low, high) with low < high (and low > 0 for scale='log'), got {zrange!r}")
     if scale == "log":
         positive = finite[finite > 0]
         if not len(positive):
             raise ValueError(f"scale='log' needs positive values in {value!r}; use scale='linear'")
-        z = np.log10(np.clip(v, positive.min(), None))  # values <= 0 sit at the bottom of the scale
+        floor = positive.min() if zrange is None else zlo
+        z = np.log10(np.clip(v, floor, None))  # values <= 0 sit at the bottom of the scale
         lo, hi = float(np.log10(positive.min())), float(np.log10(positive.max()))
+        if zrange is not None:
+            lo, hi = math.log10(zlo), math.log10(zhi)
         hi = hi if hi > lo else lo + 1e-6
         tickvals, ticktext = _ticks_log(lo, hi, suffix)
         axis = dict(colorscale=SEQUENTIAL, cmin=lo, cmax=hi,
                     colorbar=dict(title=dict(text=f"{title}<br>(log scale)"), tickvals=tickvals, ticktext=ticktext))
     elif scale == "linear":
         lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+        if zrange is not None:
+            lo, hi = zlo, zhi
+            title = f"{title}<br>(fixed {lo:g}–{hi:g})"
         z = v
         axis = dict(colorscale=SEQUENTIAL, cmin=lo, cmax=hi if hi > lo else lo + 1e-6,
                     colorbar=dict(title=dict(text=title)))
     else:
         m = float(np.abs(finite).max()) if len(finite) else 1.0
+        if zrange is not None:
+            m = max(abs(zlo), abs(zhi))
         z = v
         axis = dict(colorscale=DIVERGING, cmin=-(m or 1.0), cmax=m or 1.0, cmid=0.0,
                     colorbar=dict(title=dict(text=title)))
@@ -160,7 +179,7 @@ def _hover_cells(positions, tokens, header, raw: np.ndarray, layers) -> np.ndarr
 def token_heatmap(
     table: pd.DataFrame, value: str = "norm", layers: Sequence[int] | None = None, sample=None,
     scale: str = "log", title: str | None = None, per_layer: bool = False, wrap: int = 80,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, zrange: tuple[float, float] | None = None,
 ) -> go.Figure:
     """One response as text, each token's background coloured by ``value``, one row per layer.
 
@@ -179,6 +198,9 @@ def token_heatmap(
         wrap: line width in characters; the response wraps into several lines (a token with a
             newline also ends its line), each line a block of layer rows.
         max_tokens: keep only the first ``max_tokens`` tokens (a note under the figure says so).
+        zrange: ``(low, high)``: fix the colour scale's ends (values beyond take the end colour),
+            so that figures of different data share one scale (the lambda explorer across alpha);
+            default: the data's own range.
 
     Each cell is as wide as its token text. Hover shows token, position, layer and raw value.
     Header tokens (``is_header``) and special tokens are in italics.
@@ -204,7 +226,7 @@ def token_heatmap(
         positions, tokens, header, raw = positions[:max_tokens], tokens[:max_tokens], header[:max_tokens], \
             raw[:, :max_tokens]
     groups = np.repeat(np.asarray(layers)[:, None], len(positions), 1) if per_layer else None
-    z_all, coloraxis = _colour(raw, groups, scale, value)
+    z_all, coloraxis = _colour(raw, groups, scale, value, zrange)
     hover = _hover_cells(positions, tokens, header, raw, layers)
 
     # greedy wrapping into lines of at most `wrap` character units; "\n" ends a line
@@ -241,6 +263,7 @@ def token_heatmap(
         ticktext += [f"L{layer}" for layer in layers]
     row_px = 24
     height = int(110 + row_px * (len(lines) * n + (len(lines) - 1) * gap) + (30 if len(positions) < total else 0))
+    height = max(height, MIN_HEIGHT)  # a short figure (one layer, one line) would squash the colour bar
     default = f"{value} per token" + (f", sample {sample}" if sample is not None else "")
     fig.update_layout(
         template=TEMPLATE, title=dict(text=default if title is None else title), height=height, width=1000,
