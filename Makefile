@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.workbench-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv demo demo-full test test-fast test-notebooks notebooks figures lab bench clean-cache
+.PHONY: venv demo demo-full test test-fast test-notebooks notebooks figures lab bench clean-cache claims
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ notebooks: $(STAMP)
 # The paper figures (PNG, SVG, PDF) from the demo run into figures/; needs a Chrome/Chromium for kaleido.
 figures: $(STAMP)
 	$(PY) -m workbench figures --run reports/demo --out figures
+
+# The paper's five findings on every bundled attribute, with intervals and verdicts, into reports/claims
+# (resumes from what it stored; see the README's Claims section for its cost).
+claims: $(STAMP)
+	$(PY) -m workbench claims --out reports/claims
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not integration"

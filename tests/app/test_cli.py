@@ -67,3 +67,30 @@ def test_evaluate_options_reach_the_experiment(monkeypatch, tmp_path, capsys):
         monkeypatch.delenv(name, raising=False)
     assert main(["evaluate", "--judge", "llm", "--out", str(tmp_path)]) == 2
     assert "--judge llm needs an endpoint" in capsys.readouterr().err
+
+
+def test_claims_options_reach_the_report(monkeypatch, tmp_path, capsys):
+    """`workbench claims` builds the sized config it says it does and prints the table, without a model."""
+    import pandas as pd
+
+    from workbench.app.claims import CLAIM_COLUMNS, ClaimsResult
+
+    seen = {}
+
+    def fake_run(model, config, out, **kwargs):
+        seen.update(model=model, config=config, out=out)
+        row = dict.fromkeys(CLAIM_COLUMNS, "")
+        row.update(finding=2, attribute="cat", claim="S-PSR > Const-DiM", value=1.5, lo=0.5, hi=2.5, n=40,
+                   verdict="holds")
+        return ClaimsResult(pd.DataFrame([row]), tmp_path, {})
+
+    monkeypatch.setattr("workbench.app.claims.run_claims", fake_run)
+    assert main(["claims", "--attributes", "cat,pirate", "--size", "tiny", "--no-instructions", "--seed", "3",
+                 "--out", str(tmp_path)]) == 0
+    config = seen["config"]
+    assert config.attributes == ("cat", "pirate") and config.instructions == () and config.experiment.seed == 3
+    assert config.experiment.evaluation.n_test == 8 and seen["out"] == str(tmp_path)
+    out = capsys.readouterr().out
+    assert "| cat | S-PSR > Const-DiM | 1.5 | [0.5, 2.5] | 40 " in out and "**holds**" in out
+    assert main(["claims", "--attributes", "nobody", "--out", str(tmp_path)]) == 2
+    assert "unknown attribute" in capsys.readouterr().err

@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LLM judge: stop sending requests after N connection failures in a row; the missing "
                          "judgements are retried on the next run (else WORKBENCH_JUDGE_BREAKER_AFTER, default 6; 0: never)")
 
+    claims = sub.add_parser("claims", help="the paper's five findings on every bundled attribute, with intervals and "
+                                           "verdicts: claims.csv, claims.md and figures (resumable; `make claims`)")
+    claims.add_argument("--out", default="reports/claims", help="output folder (default: reports/claims)")
+    claims.add_argument("--model", default=EMBEDDED_MODEL)
+    claims.add_argument("--attributes", default="all", help="comma-separated bundled attributes (default: all)")
+    claims.add_argument("--size", default="default", choices=["default", "full", "tiny"],
+                        help="default: fits about 2 hours on 2 cores for every attribute; full: every question, "
+                             "longer answers (many hours); tiny: a smoke test")
+    claims.add_argument("--no-instructions", action="store_true", help="skip finding 5 (instruction following)")
+    claims.add_argument("--seed", type=int, default=0)
+
     figs = sub.add_parser("figures", help="write the paper figures of a run (HTML, and PNG/SVG/PDF through kaleido)")
     figs.add_argument("--run", default="reports/demo", help="a run directory written by `demo` or `evaluate`; "
                                                             "run there first if it holds no results")
@@ -181,6 +192,8 @@ def _run(args: argparse.Namespace) -> int:
         return _evaluate(args)
     if args.command == "figures":
         return _figures(args)
+    if args.command == "claims":
+        return _claims(args)
     if args.command == "triplets":
         from workbench.core.models import load_model
         from workbench.data.triplets import TripletConfig, build_triplets, summarize
@@ -254,6 +267,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         print("\nrelative RMSE to the prompt-steered activations (1 = no better than not steering):")
         print(faith.iloc[:: max(1, len(faith) // 8)].round(3).to_string())
     print(f"\ntables: {out / 'results.csv'}, {out / 'faithfulness.csv'}")
+    return 0
+
+
+def _claims(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from workbench.app.claims import ClaimsConfig, run_claims
+
+    attributes = () if args.attributes == "all" else tuple(a.strip() for a in args.attributes.split(",") if a.strip())
+    config = ClaimsConfig.sized(args.size, attributes=attributes, **({"instructions": ()} if args.no_instructions else {}))
+    config = replace(config, experiment=replace(config.experiment, seed=args.seed))
+    result = run_claims(args.model, config, args.out)  # the model is loaded only if something is to be measured
+    print(result.markdown())
     return 0
 
 
