@@ -22,6 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
     ("A-PSR r4", MethodSpec("A-PSR r4", "psr-mse", "all", rank=4)),
     ("A-PSR (joint)", MethodSpec("A-PSR (joint)", "psr-mse", "all", training="joint")),
     ("S-PSR-LL", MethodSpec("S-PSR-LL", "psr-ll", "single", training="joint")),
+    ("LoRA r8", MethodSpec("LoRA r8", "lora", "all", rank=8, training="joint")),
+    ("LoRA r16", MethodSpec("LoRA r16", "lora", "all", rank=16, training="joint")),
+    ("Fine-tune", MethodSpec("Fine-tune", "finetune", "all", training="joint")),
 ])
 def test_method_names(name, spec):
     assert parse_method(name) == spec
@@ -29,7 +32,7 @@ def test_method_names(name, spec):
 
 @pytest.mark.parametrize("name, match", [
     ("PSR", "say where PSR acts"), ("Const-DiM r2", "rank 1"), ("Const-DiM (joint)", "closed-form"),
-    ("ReFT", "unknown method name 'ReFT'"),
+    ("ReFT", "unknown method name 'ReFT'"), ("LoRA", "say the LoRA's rank"), ("LoRA r0", "rank must be >= 1"),
 ])
 def test_bad_method_names(name, match):
     with pytest.raises(ValueError, match=match):
@@ -178,3 +181,64 @@ def test_prepared_data_is_not_prepared_twice(tiny_model, planted_attribute, tmp_
     other = make_attribute("other", "x", ["Be other."], QUESTIONS, lambda r: 50.0)
     with pytest.raises(ValueError, match="prepared data is of 'talky'"):
         run_experiment(tiny_model, config, tmp_path, data=data, **{**kwargs, "attribute": other})
+
+
+def test_weight_space_methods_train_compare_and_resume(tiny_model, planted_attribute, tmp_path, monkeypatch):
+    """LoRA and Fine-tune go through the same run as the steerers: trained on the kept triplets,
+    searched at equal coherence, measured for faithfulness, stored, reloaded; an interrupted
+    training is refused when resumed with other settings."""
+    config = ExperimentConfig(n_train=6, n_heldout=3, max_new_tokens=6, steps=10, batch_size=8, weight_steps=2,
+                              weight_lr=1e-3, methods=("Const-DiM", "LoRA r2", "Fine-tune"), plus_prompt=None,
+                              evaluation=EvalConfig(n_validation=2, n_test=3, max_new_tokens=6, max_steps=2,
+                                                    targets=(50.0,)))
+    kwargs = dict(attribute=planted_attribute, coherence_judge=LENGTH, triplet_coherence=ALWAYS, progress=False)
+    result = run_experiment(tiny_model, config, tmp_path, **kwargs)
+    assert {"LoRA r2", "Fine-tune"} <= set(result.results["method"])
+    assert {"LoRA r2", "Fine-tune", "LoRA r2 @C50"} <= set(result.faithfulness["method"])
+    lora = result.meta["steerers"]["LoRA r2"]
+    assert lora["training"]["seconds"] > 0 and lora["trained_params"] > 0 and lora["rank"] == 2
+    assert result.steerers["LoRA r2"].info.n_train == 6 and result.steerers["LoRA r2"].info.history["steps"] == 2
+    assert len(list((tmp_path / "steerers").glob("lora-r2-*.safetensors"))) == 1
+    assert not list((tmp_path / "steerers").glob("*.partial.safetensors"))  # removed once trained
+
+    monkeypatch.setattr(experiment, "train_weights", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    again = run_experiment(tiny_model, config, tmp_path, **kwargs)
+    pd.testing.assert_frame_equal(again.results, result.results)
+    assert again.meta["steerers"]["LoRA r2"]["training"] == lora["training"]
+    monkeypatch.undo()
+
+    # an interrupted training (its checkpoint left behind) resumed with another learning rate
+    from workbench.steering.weights_train import WeightTrainConfig, train_weights
+
+    partial = tmp_path / "other" / "steerers" / "lora-r2.partial.safetensors"
+    data = experiment.prepare_data(tiny_model, planted_attribute, tmp_path, config, triplet_coherence=ALWAYS,
+                                   progress=False)
+    import workbench.steering.weights_train as wt
+
+    def stop(*args):
+        original(*args)
+        raise KeyboardInterrupt
+
+    original, wt._write_checkpoint = wt._write_checkpoint, stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_weights(tiny_model, data.pairs, "lora", rank=2, checkpoint=partial, progress=False,
+                          config=WeightTrainConfig(steps=4, eval_every=1, lr=1e-3, seed=config.seed))
+    finally:
+        wt._write_checkpoint = original
+    with pytest.raises(ValueError, match="interrupted training made with other settings"):
+        experiment.train_methods(tiny_model, data, replace(config, methods=("LoRA r2",)), tmp_path / "other" / "steerers",
+                                 progress=False)
+
+
+def test_subsets_are_nested_and_keep_their_labels(tiny_model, planted_attribute, tmp_path):
+    config = ExperimentConfig(n_train=6, n_heldout=2, max_new_tokens=6, methods=("Const-DiM",), plus_prompt=None)
+    data = experiment.prepare_data(tiny_model, planted_attribute, tmp_path, config, triplet_coherence=ALWAYS,
+                                   progress=False)
+    small = experiment.subset_data(tiny_model, data, 2, tmp_path / "n2", seed=0, progress=False)
+    large = experiment.subset_data(tiny_model, data, 4, tmp_path / "n4", seed=0, progress=False)
+    assert set(small.subset) <= set(large.subset) and len(large.pairs) == 4 and len(large.store.sample_ids) == 4
+    assert small.soft_labels == [data.soft_labels[i] for i in small.subset]
+    assert small.pairs == [data.pairs[i] for i in small.subset]
+    with pytest.raises(ValueError, match="1 <= n <= 6"):
+        experiment.subset_data(tiny_model, data, 7, tmp_path / "n7", progress=False)

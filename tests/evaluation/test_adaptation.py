@@ -16,6 +16,7 @@ from workbench.evaluation.adaptation import (
     timed_generation,
 )
 from workbench.steering import ConstSteerer, Span, SteererInfo, TrainConfig, train_steerer
+from workbench.steering.weights_train import WeightTrainConfig, train_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,6 +36,12 @@ def steerers(tiny_model, one_thread):
         "S-PSR r2": train_steerer("psr-mse", tiny_model, 1.0, layers=1, pairs=pairs, rank=2, config=config,
                                   progress=False),
         "A-PSR": train_steerer("psr-mse", tiny_model, 1.0, layers=None, pairs=pairs, config=config, progress=False),
+        "LoRA r2": train_weights(tiny_model, pairs, "lora", rank=2, progress=False,
+                                 config=WeightTrainConfig(steps=3, lr=1e-2, batch_size=3, eval_every=3, patience=0,
+                                                          val_fraction=0.0)),
+        "Fine-tune": train_weights(tiny_model, pairs, "finetune", progress=False,
+                                   config=WeightTrainConfig(steps=3, lr=1e-3, batch_size=3, eval_every=3, patience=0,
+                                                          val_fraction=0.0)),
     }
 
 
@@ -46,6 +53,8 @@ def adaptations(steerers):
         Adaptation("S-PSR r2", steerer=steerers["S-PSR r2"], alpha=2.0, n_train=3),
         Adaptation("A-PSR", steerer=steerers["A-PSR"], n_train=30),
         Adaptation("A-PSR + prompt", INSTRUCTION, steerers["A-PSR"], alpha=0.5, n_train=30),
+        Adaptation("LoRA r2", steerer=steerers["LoRA r2"]),  # n_train and training cost from the adapter
+        Adaptation("Fine-tune", steerer=steerers["Fine-tune"], alpha=0.5, train_seconds=1.5, train_peak_bytes=7.0),
     ]
 
 
@@ -101,11 +110,27 @@ def test_trained_params_count_the_steerer_tensors(table, steerers, tiny_model):
     for method in (BASELINE, "prompt"):
         row = _row(table, method)
         assert row["trained_params"] == 0 and row["adaptation_bytes"] == 0 and row["train_triplets"] == 0
-    assert list(table["train_triplets"]) == [0, 0, 3, 3, 30, 30]
+    assert list(table["train_triplets"]) == [0, 0, 3, 3, 30, 30, 3, 3]
+
+
+def test_weight_space_rows(table, steerers, tiny_model):
+    lora, ft = steerers["LoRA r2"], steerers["Fine-tune"]
+    # LoRA: A [2, in] and B [out, 2] for the 7 projections of each of the 3 blocks (d 64, MLP 128, KV 32)
+    per_block = 2 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
+    assert _row(table, "LoRA r2")["trained_params"] == lora.n_params == 3 * per_block
+    block_params = sum(p.numel() for n, p in tiny_model.bridge.original_model.named_parameters() if ".layers." in n)
+    assert _row(table, "Fine-tune")["trained_params"] == ft.n_params == block_params
+    assert _row(table, "Fine-tune")["adaptation_bytes"] == 4 * block_params
+    assert list(table["weight_space"]) == [False] * 6 + [True, True]
+    assert _row(table, "LoRA r2")["train_seconds"] == lora.info.history["seconds"] > 0
+    assert _row(table, "LoRA r2")["train_peak_bytes"] == lora.info.history["peak_memory_bytes"]
+    assert _row(table, "Fine-tune")["train_seconds"] == 1.5 and _row(table, "Fine-tune")["train_peak_bytes"] == 7.0
+    assert _row(table, "prompt")["train_seconds"] == 0
+    assert _row(table, "Fine-tune")["alpha"] == 0.5
 
 
 def test_knob_and_alpha(table):
-    assert list(table["continuous_strength"]) == [False, False, True, True, True, True]
+    assert list(table["continuous_strength"]) == [False, False, True, True, True, True, True, True]
     assert math.isnan(_row(table, "prompt")["alpha"]) and math.isnan(_row(table, BASELINE)["alpha"])
     assert _row(table, "S-PSR r2")["alpha"] == 2.0 and _row(table, "A-PSR + prompt")["alpha"] == 0.5
 
@@ -184,7 +209,8 @@ def test_radar_axes_feed_radar_chart(table):
 
     kwargs = radar_axes(table)
     assert BASELINE not in list(kwargs["table"]["method"]) and len(kwargs["table"]) == len(table) - 1
-    assert set(kwargs["log_axes"]) == {"extra_memory_bytes", "trained_params", "train_triplets"}
+    assert set(kwargs["log_axes"]) >= {"extra_memory_bytes", "trained_params", "train_triplets"}
+    assert ("train_seconds" in kwargs["axes"]) == bool(table["train_seconds"].notna().all())
     assert kwargs["higher_is_better"]["relative_latency"] is False and kwargs["higher_is_better"]["exact_removal"]
     assert kwargs["table"]["exact_removal"].tolist() == [1] * (len(table) - 1)
     fig = radar_chart(**kwargs)

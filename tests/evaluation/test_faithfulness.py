@@ -62,3 +62,20 @@ def test_one_strength_per_pair_equals_measuring_each_pair_at_its_own(tiny_model,
     assert not torch.allclose(together, uniform, atol=1e-3)
     with pytest.raises(ValueError, match="2 strengths for 3 pairs"):
         faithfulness(tiny_model, pairs, {"S-DiM": (dim, [1.0, 1.0])})
+
+
+def test_weight_space_adapters_are_measured_on_the_whole_sequence(tiny_model, pairs):
+    """A fine-tune's activations on x y' against the prompt's: alpha 0 is no steering exactly,
+    per-pair strengths are run group by group, and a fit moves towards the prompt-steered run."""
+    from workbench.evaluation.faithfulness import steered_span_acts
+    from workbench.steering.weights_train import WeightTrainConfig, train_weights
+
+    ft = train_weights(tiny_model, pairs, "finetune", progress=False,
+                       config=WeightTrainConfig(steps=3, lr=1e-3, batch_size=3, eval_every=3, patience=0, val_fraction=0.0))
+    faith = faithfulness(tiny_model, pairs, {"FT0": (ft, 0.0), "FT": (ft, 1.0)}).set_index(["method", "layer"])
+    assert all(faith.loc[("FT0", l), "rel_rmse"] == pytest.approx(1.0, abs=1e-6) for l in range(3))
+    assert any(abs(faith.loc[("FT", l), "rel_rmse"] - 1.0) > 1e-4 for l in range(3))
+    alphas = [0.5, 1.0, 0.5]
+    together = steered_span_acts(tiny_model, pairs, ft, alphas, [1, 2])
+    apart = torch.cat([steered_span_acts(tiny_model, [p], ft, a, [1, 2]) for p, a in zip(pairs, alphas)], dim=1)
+    assert torch.allclose(together, apart, atol=1e-5)

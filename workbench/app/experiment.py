@@ -10,12 +10,17 @@ faithfulness table):
 2. **steerers** (:func:`train_methods`): every method named in the config, e.g. Const-DiM,
    Const-MSE and S-PSR at one layer on the accumulated deltas, A-PSR at every layer on the local
    deltas (layer by layer, or ``"A-PSR (joint)"`` through the model), PSR-LL on the likelihood;
+   and the weight-space methods ``"LoRA r<k>"`` and ``"Fine-tune"`` (:mod:`workbench.steering.weights`),
+   trained on the same kept triplets with the same train / validation split (the prompt distilled
+   into weights: ``x y'`` without the instruction, loss on ``y'``), ``weight_steps`` steps at most
+   with early stopping, checkpointed and resumed under the run directory;
 3. **steering at equal coherence** (:func:`workbench.evaluation.comparison.compare_methods`): no steering,
    the prompt, each steerer, and one steerer stacked on the prompt, at the strength whose
    validation coherence is 80 (TA@C80) and the prompt's own (TA@Cp), on the test questions;
 4. **faithfulness** (:func:`workbench.evaluation.faithfulness.faithfulness`): relative RMSE per layer on the
    held-out triplets, each steerer at each triplet's soft label (the strength it was trained to
-   match the prompt at; Const-DiM, the plain mean delta, at 1), again at the strength its TA@C80
+   match the prompt at; Const-DiM, the plain mean delta, and the weight-space adapters, trained at full
+   strength, at 1), again at the strength its TA@C80
    search chose (rows ``"<name> @C80"``: the steerer as it is used), and the paraphrase reference.
 
 Everything is seeded by ``config.seed``; the offline judges are the default, and any judge
@@ -25,6 +30,7 @@ Everything is seeded by ``config.seed``; the offline judges are the default, and
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -32,6 +38,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from workbench.activations.deltas import extract_deltas, pairs_fingerprint
@@ -52,10 +59,13 @@ from workbench.evaluation.comparison import (
 from workbench.evaluation.faithfulness import faithfulness, paraphrase_pairs
 from workbench.judges.base import Judge
 from workbench.steering import Steerer, TrainConfig, train_steerer
-from workbench.steering.names import parse_method
+from workbench.steering.names import WEIGHT_METHODS, parse_method
+from workbench.steering.weights import WeightAdapter
+from workbench.steering.weights_train import PeakMemory, WeightTrainConfig, train_weights
 
 EXPERIMENT_VERSION = 1
 STEERER_CACHE_VERSION = 1
+WEIGHTS_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,9 @@ class ExperimentConfig:
         methods: steerers to train and compare (names as :func:`~workbench.steering.names.parse_method` reads them).
         plus_prompt: the steerer also stacked on the prompt (``"PSR + prompt"``), or None.
         steps: optimizer steps of iterative fits; ``joint_steps`` for fits through the model.
+        weight_steps: optimizer steps (at most; early stopping on validation) of the weight-space
+            methods (LoRA, Fine-tune), each a forward and backward pass of the whole model;
+            ``weight_lr``: their learning rate (``None``: 1e-3 for LoRA, 2e-5 for a fine-tune).
         evaluation: the strength search and TA@C settings.
     """
 
@@ -84,6 +97,8 @@ class ExperimentConfig:
     plus_prompt: str | None = "A-PSR"
     steps: int = 300
     joint_steps: int = 30
+    weight_steps: int = 40
+    weight_lr: float | None = None
     seed: int = 0
     batch_size: int = 16
     evaluation: EvalConfig = field(default_factory=EvalConfig)
@@ -102,8 +117,11 @@ class ExperimentConfig:
             value = getattr(self, what)
             if value is not None and value < 1:
                 raise ValueError(f"{what} must be >= 1 or None, got {value}")
-        if self.steps < 0 or self.joint_steps < 0:
-            raise ValueError(f"steps must be >= 0, got steps={self.steps}, joint_steps={self.joint_steps}")
+        if self.steps < 0 or self.joint_steps < 0 or self.weight_steps < 0:
+            raise ValueError(f"steps must be >= 0, got steps={self.steps}, joint_steps={self.joint_steps}, "
+                             f"weight_steps={self.weight_steps}")
+        if self.plus_prompt is not None and parse_method(self.plus_prompt).weight_space:
+            raise ValueError(f"plus_prompt {self.plus_prompt!r}: stack a steerer on the prompt, not a weight-space adapter")
 
     @classmethod
     def quick(cls, **overrides) -> "ExperimentConfig":
@@ -181,11 +199,13 @@ class PreparedData:
     heldout: TripletSet
     heldout_pairs: list[AlignedPair]
     paraphrase_pairs: list[AlignedPair] | None
+    subset: tuple[int, ...] | None = None
 
     @property
     def soft_labels(self) -> list[float]:
         """Soft label of each training pair (attribute score / 100)."""
-        return [float(v) for v in self.triplets.kept["soft_label"]]
+        labels = [float(v) for v in self.triplets.kept["soft_label"]]
+        return labels if self.subset is None else [labels[i] for i in self.subset]
 
     @property
     def heldout_labels(self) -> list[float]:
@@ -226,6 +246,22 @@ def prepare_data(model: LoadedModel, attribute: Attribute | str, directory: str 
     return PreparedData(attribute, triplets, pairs, store, heldout, heldout_pairs, paraphrase)
 
 
+def subset_data(model: LoadedModel, data: PreparedData, n: int, directory: str | Path, *, seed: int = 0,
+                progress: bool = True) -> PreparedData:
+    """``data`` trained on ``n`` of its kept triplets only: the first ``n`` of a permutation seeded by
+    ``seed`` (so the subsets of one seed are nested: the 8 are among the 16), with their deltas
+    extracted again into ``directory`` (cheap: ``n`` pairs). The held-out data stay the same."""
+    total = len(data.pairs) if data.subset is None else len(data.subset)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= total:
+        raise ValueError(f"a subset needs 1 <= n <= {total} kept triplets, got {n!r}")
+    if data.subset is not None:
+        raise ValueError("subset_data takes the full prepared data, not a subset of it")
+    order = sorted(torch.randperm(total, generator=torch.Generator().manual_seed(int(seed))).tolist()[:n])
+    pairs = [data.pairs[i] for i in order]
+    store = extract_deltas(model, pairs, Path(directory) / "deltas", batch_size=8, progress=progress)
+    return replace(data, pairs=pairs, store=store, subset=tuple(order))
+
+
 # --------------------------------------------------------------------------------------------
 # 2. steerers
 # --------------------------------------------------------------------------------------------
@@ -236,29 +272,62 @@ def _slug(name: str) -> str:
 
 
 def train_methods(model: LoadedModel, data: PreparedData, config: ExperimentConfig = ExperimentConfig(),
-                  directory: str | Path | None = None, *, progress: bool = True) -> dict[str, object]:
-    """Train every method of ``config.methods``; with ``directory``, each steerer is saved there
-    and reloaded on a later call made with the same data and settings."""
+                  directory: str | Path | None = None, *, progress: bool = True,
+                  costs: dict | None = None) -> dict[str, object]:
+    """Train every method of ``config.methods``; with ``directory``, each steerer (or weight-space
+    adapter) is saved there and reloaded on a later call made with the same data and settings.
+
+    Weight-space methods checkpoint to ``<directory>/<name>.partial.safetensors`` while training
+    and resume from it; one left by a training with other settings is refused (ValueError).
+    ``costs``: filled with ``{name: {"seconds", "peak_memory_bytes", "peak_memory"}}``, the training
+    time and peak memory measured when each was trained (kept beside the file, so a reload reports
+    the numbers of the run that trained it).
+    """
     layer = config.single_layer(model)
     out = {}
     bar = tqdm(config.methods, desc="training steerers", disable=not progress, leave=False)
     for name in bar:
         bar.set_postfix_str(name)
         spec = parse_method(name)
-        steps = config.joint_steps if spec.training == "joint" else config.steps
-        train_config = TrainConfig(steps=steps, seed=config.seed)
-        key = fingerprint(STEERER_CACHE_VERSION, model.model_id, spec, layer, train_config,
-                          pairs_fingerprint(data.pairs), data.soft_labels)
+        if spec.weight_space:
+            if not data.pairs:
+                raise ValueError(f"{name}: no kept triplets to train on")
+            train_config = WeightTrainConfig(steps=config.weight_steps, lr=config.weight_lr, seed=config.seed)
+            key = fingerprint(WEIGHTS_CACHE_VERSION, model.model_id, spec, train_config, pairs_fingerprint(data.pairs))
+        else:
+            steps = config.joint_steps if spec.training == "joint" else config.steps
+            train_config = TrainConfig(steps=steps, seed=config.seed)
+            key = fingerprint(STEERER_CACHE_VERSION, model.model_id, spec, layer, train_config,
+                              pairs_fingerprint(data.pairs), data.soft_labels)
         path = Path(directory) / f"{_slug(name)}-{key}.safetensors" if directory is not None else None
+        measured = path.with_suffix(".costs.json") if path is not None else None
         if path is not None and path.is_file():
-            out[name] = Steerer.load(path, model)
+            out[name] = WeightAdapter.load(path, model) if spec.weight_space else Steerer.load(path, model)
+            if costs is not None and measured.is_file():
+                costs[name] = json.loads(measured.read_text())
             continue
-        out[name] = train_steerer(
-            spec.method, model, data.soft_labels, layers=layer if spec.scope == "single" else None,
-            store=data.store, pairs=data.pairs, rank=spec.rank, training=spec.training, config=train_config,
-            attribute=data.attribute.name, progress=progress)
+        t0 = time.perf_counter()
+        with PeakMemory(model.device) as memory:
+            if spec.weight_space:
+                checkpoint = Path(directory) / f"{_slug(name)}.partial.safetensors" if directory is not None else None
+                out[name] = train_weights(model, data.pairs, spec.method, rank=spec.rank, config=train_config,
+                                          attribute=data.attribute.name, checkpoint=checkpoint, progress=progress)
+            else:
+                out[name] = train_steerer(
+                    spec.method, model, data.soft_labels, layers=layer if spec.scope == "single" else None,
+                    store=data.store, pairs=data.pairs, rank=spec.rank, training=spec.training, config=train_config,
+                    attribute=data.attribute.name, progress=progress)
+        cost = {"seconds": round(time.perf_counter() - t0, 2), "peak_memory_bytes": int(memory.peak),
+                "peak_memory": memory.how}
+        if spec.weight_space:  # a resumed training: its own clock and peak cover every part
+            history = out[name].info.history
+            cost.update(seconds=history["seconds"], peak_memory_bytes=max(cost["peak_memory_bytes"],
+                                                                          history["peak_memory_bytes"]))
+        if costs is not None:
+            costs[name] = cost
         if path is not None:
             out[name].save(path)
+            atomic_write_json(measured, cost)
     return out
 
 
@@ -301,10 +370,12 @@ class ExperimentResult:
 
 def faithfulness_strengths(steerers: Mapping[str, object], labels: Sequence[float]) -> dict[str, tuple]:
     """``{name: (steerer, alpha)}`` for faithfulness: the held-out soft labels, except for
-    Const-DiM, whose vector is the plain mean delta (strength 1 is the prompt's average)."""
+    Const-DiM, whose vector is the plain mean delta (strength 1 is the prompt's average), and the
+    weight-space adapters (LoRA, Fine-tune), trained at full strength on every triplet (1)."""
     out = {}
     for name, steerer in steerers.items():
-        out[name] = (steerer, 1.0 if steerer.info.method == "const-dim" else list(labels))
+        full = steerer.info.method == "const-dim" or steerer.info.method in WEIGHT_METHODS
+        out[name] = (steerer, 1.0 if full else list(labels))
     return out
 
 
@@ -371,7 +442,8 @@ def run_experiment(
                          f"experiment is {attribute.name!r} on {model.model_id!r}")
     times["data"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    steerers = train_methods(model, data, config, directory / "steerers", progress=progress)
+    costs: dict = {}
+    steerers = train_methods(model, data, config, directory / "steerers", progress=progress, costs=costs)
     times["training"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     methods = standard_methods(steerers, plus_prompt=config.plus_prompt)
@@ -391,7 +463,9 @@ def run_experiment(
         "n_train_samples": int(len(data.triplets.table)), "n_train_kept": len(data.pairs),
         "n_train_tokens": int(data.store.n_tokens), "n_heldout_kept": len(data.heldout_pairs),
         "paraphrase": attribute.paraphrases[0] if attribute.paraphrases else None,
-        "steerers": {name: {"name": s.name, "layers": list(s.layers), "rank": s.rank, "history": s.info.history}
+        "steerers": {name: {"name": s.name, "layers": list(s.layers), "rank": s.rank, "history": s.info.history,
+                            "trained_params": sum(int(t.numel()) for t in s.params().values()),
+                            "training": costs.get(name)}
                      for name, s in steerers.items()},
         "comparison": comparison.meta, "seconds": {k: round(v, 1) for k, v in times.items()},
     }

@@ -1,7 +1,9 @@
 """Steering among the other ways to adapt a model: what each one costs, measured side by side.
 
 Prompting (the instruction in the system message), constant steering vectors (Const-DiM,
-Const-MSE), PSR (S-PSR, A-PSR) and PSR stacked on the prompt all change what the model writes.
+Const-MSE), PSR (S-PSR, A-PSR), PSR stacked on the prompt, and the weight-space adapters (a LoRA
+and a full fine-tune trained on the same triplets, :mod:`workbench.steering.weights`) all change
+what the model writes.
 :func:`compare_adaptations` puts them on the axes a user weighs, one row per way plus the
 ``"no adaptation"`` baseline:
 
@@ -21,8 +23,13 @@ Const-MSE), PSR (S-PSR, A-PSR) and PSR stacked on the prompt all change what the
   on CUDA only (``torch.cuda.max_memory_allocated``, reset per pass); on CPU there is no reliable
   per-pass measure: ``ru_maxrss`` is a process-lifetime high-water mark that never goes down, and
   ``tracemalloc`` sees Python's heap, not torch's tensor allocations, so the column is NaN.
-- **trained parameters** (sum of ``numel`` of ``steerer.params()``; 0 for prompting) and **data**
-  (training triplets, given per way as ``n_train``: steerers record a hash of their data, not a count).
+- **trained parameters** (sum of ``numel`` of ``steerer.params()``; 0 for prompting; a fine-tune's
+  are every block parameter, stored as its weight change) and **data** (training triplets, given per
+  way as ``n_train``: steerers record a hash of their data, not a count; a weight adapter records
+  its count, the default).
+- **training cost**: ``train_seconds`` and ``train_peak_bytes``, as measured when the way was
+  trained (given per way, e.g. from :func:`workbench.app.experiment.train_methods`' ``costs``; by
+  default a steerer's or adapter's own training history, NaN where it holds none).
 - **reversibility**, measured rather than asserted: the logits of a probe (question 0 with the plain
   model's answer) taken before any adaptation ran are compared with its logits after each way was
   applied to it and removed, one way after the other; the maximum absolute difference must be
@@ -30,7 +37,9 @@ Const-MSE), PSR (S-PSR, A-PSR) and PSR stacked on the prompt all change what the
   checked once more after the timing rounds (``table.attrs["restored_after_timing"]``, with a
   warning when False).
   Prompting is reversed by dropping the text; the same check runs for it.
-- **knob**: whether the strength is continuous (a steerer's ``alpha``; a prompt has none).
+- **knob**: whether the strength is continuous (a steerer's ``alpha``, a LoRA's update scale, a
+  fine-tune's interpolation; a prompt has none). ``weight_space`` marks the adapters that change
+  weights: they act on every position and cannot be gated per row.
 
 :func:`radar_axes` turns the table into the arguments of :func:`workbench.viz.curves.radar_chart`.
 """
@@ -54,14 +63,15 @@ from workbench.core.chat import PLACEMENTS, prompt_ids
 from workbench.core.generation import SamplingConfig, generate_batch
 from workbench.core.models import LoadedModel
 from workbench.steering import Steerer, check_alpha
+from workbench.steering.weights import WeightAdapter
 
 BASELINE = "no adaptation"
 
 COLUMNS = [
     "method", "extra_prompt_tokens", "seconds_per_answer", "relative_latency", "ms_per_token", "prefill_ms",
     "tokens_per_answer", "adaptation_bytes", "extra_kv_bytes", "extra_memory_bytes", "cuda_peak_bytes",
-    "trained_params", "train_triplets", "alpha", "continuous_strength", "exact_removal", "removal_max_abs_diff",
-    "logit_effect",
+    "trained_params", "train_triplets", "train_seconds", "train_peak_bytes", "weight_space", "alpha",
+    "continuous_strength", "exact_removal", "removal_max_abs_diff", "logit_effect",
 ]
 
 
@@ -73,11 +83,14 @@ class Adaptation:
         name: the row's label, e.g. ``"prompt"``, ``"Const-DiM"``, ``"A-PSR"``, ``"PSR + prompt"``.
         instruction: the steering instruction, placed as the system message (``placement``) or
             ``None`` for a steerer alone.
-        steerer: a trained :class:`~workbench.steering.Steerer`, or ``None`` for prompting alone.
+        steerer: a trained :class:`~workbench.steering.Steerer` or weight-space adapter
+            (:class:`~workbench.steering.weights.WeightAdapter`), or ``None`` for prompting alone.
         alpha: the steerer's strength (only with a steerer; a prompt has no knob).
         n_train: how many training triplets the steerer was fitted on (required with a steerer;
             defaults to 0 for prompting alone).
         placement: ``"system"`` (default) or ``"user"`` (a prefix of the user message).
+        train_seconds, train_peak_bytes: the measured training cost (default: from the steerer's
+            training history where it holds them, else NaN; 0 for prompting alone).
     """
 
     name: str
@@ -86,6 +99,8 @@ class Adaptation:
     alpha: float = 1.0
     n_train: int | None = None
     placement: str = "system"
+    train_seconds: float | None = None
+    train_peak_bytes: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -95,9 +110,9 @@ class Adaptation:
         if self.instruction is not None and (not isinstance(self.instruction, str) or not self.instruction.strip()):
             raise ValueError(f"adaptation {self.name!r}: instruction must be a non-empty string or None, "
                              f"got {self.instruction!r}")
-        if self.steerer is not None and not isinstance(self.steerer, Steerer):
-            raise TypeError(f"adaptation {self.name!r}: steerer must be a workbench.steering.Steerer, "
-                            f"got {type(self.steerer).__name__}")
+        if self.steerer is not None and not isinstance(self.steerer, (Steerer, WeightAdapter)):
+            raise TypeError(f"adaptation {self.name!r}: steerer must be a workbench.steering.Steerer or a "
+                            f"WeightAdapter, got {type(self.steerer).__name__}")
         if self.instruction is None and self.steerer is None:
             raise ValueError(f"adaptation {self.name!r} has neither an instruction nor a steerer; the "
                              f"{BASELINE!r} row is added by compare_adaptations")
@@ -110,6 +125,8 @@ class Adaptation:
                                  "and this adaptation has no steerer (a prompt has no knob)")
         else:
             object.__setattr__(self, "alpha", check_alpha(self.alpha))
+            if self.n_train is None and isinstance(self.steerer, WeightAdapter):
+                object.__setattr__(self, "n_train", self.steerer.info.n_train)
             if self.n_train is None:
                 raise ValueError(f"adaptation {self.name!r}: give n_train, the number of training triplets the "
                                  "steerer was fitted on (a steerer records a hash of its data, not a count)")
@@ -117,6 +134,17 @@ class Adaptation:
         if isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 0:
             raise ValueError(f"adaptation {self.name!r}: n_train must be an integer >= 0, got {self.n_train!r}")
         object.__setattr__(self, "n_train", n_train)
+        history = {} if self.steerer is None else dict(self.steerer.info.history)
+        for field_, key in (("train_seconds", "seconds"), ("train_peak_bytes", "peak_memory_bytes")):
+            value = getattr(self, field_)
+            if value is None:
+                value = 0.0 if self.steerer is None else history.get(key, math.nan)
+            object.__setattr__(self, field_, float(value))
+
+    @property
+    def weight_space(self) -> bool:
+        """Whether this way changes the model's weights (a LoRA or a fine-tune)."""
+        return isinstance(self.steerer, WeightAdapter)
 
     @property
     def trained_params(self) -> int:
@@ -377,6 +405,9 @@ def compare_adaptations(
             "cuda_peak_bytes": median(r.cuda_peak_bytes for r in runs[i]),
             "trained_params": 0 if way is None else way.trained_params,
             "train_triplets": 0 if way is None else way.n_train,
+            "train_seconds": 0.0 if way is None else way.train_seconds,
+            "train_peak_bytes": 0.0 if way is None else way.train_peak_bytes,
+            "weight_space": way is not None and way.weight_space,
             "alpha": math.nan if way is None or way.steerer is None else way.alpha,
             "continuous_strength": way is not None and way.steerer is not None,
             "exact_removal": removal[i] == 0.0,
@@ -398,6 +429,7 @@ RADAR_AXES = {
     "extra_memory_bytes": (False, "bytes", True),
     "trained_params": (False, "params", True),
     "train_triplets": (False, "triplets", True),
+    "train_seconds": (False, "s", True),
     "exact_removal": (True, "0/1", False),
     "continuous_strength": (True, "0/1", False),
 }
@@ -408,26 +440,31 @@ def radar_axes(table: pd.DataFrame, *, include_baseline: bool = False) -> dict:
     :func:`compare_adaptations` table: ``radar_chart(**radar_axes(table))``.
 
     Axes: extra prompt tokens, relative latency, extra memory (parameters + KV cache, log),
-    trained parameters (log), training triplets (log) (all lower is better), exact removal and a
-    continuous strength knob (0/1, higher is better). The baseline row is left out unless
+    trained parameters (log), training triplets (log), training seconds (log; left out when some
+    row has no measured time) (all lower is better), exact removal and a continuous strength knob
+    (0/1, higher is better). The baseline row is left out unless
     ``include_baseline`` (it costs nothing and adapts nothing, so it would win every cost axis).
     A log axis holding a negative value (memory saved by an instruction shorter than the
     template's default system message) is drawn linear instead.
     """
-    missing = [c for c in ["method", *RADAR_AXES] if c not in table.columns]
+    axes = {c: v for c, v in RADAR_AXES.items()
+            if c != "train_seconds" or (c in table.columns and table[c].notna().all())}
+    missing = [c for c in ["method", *axes] if c not in table.columns]
     if missing:
         raise ValueError(f"radar_axes: the table lacks columns {missing}; pass the table compare_adaptations returns")
     rows = table if include_baseline else table[table["method"] != BASELINE]
     if len(rows) == 0:
         raise ValueError("radar_axes: no rows to draw")
-    out = rows[["method", *RADAR_AXES]].reset_index(drop=True).copy()
+    if "train_seconds" in axes and not rows["train_seconds"].notna().all():
+        del axes["train_seconds"]
+    out = rows[["method", *axes]].reset_index(drop=True).copy()
     for column in ("exact_removal", "continuous_strength"):
         out[column] = out[column].astype(int)
-    log_axes = [c for c, (_, _, log) in RADAR_AXES.items() if log and (out[c] >= 0).all()]
+    log_axes = [c for c, (_, _, log) in axes.items() if log and (out[c] >= 0).all()]
     return {
         "table": out,
-        "axes": list(RADAR_AXES),
-        "higher_is_better": {c: hib for c, (hib, _, _) in RADAR_AXES.items()},
-        "units": {c: unit for c, (_, unit, _) in RADAR_AXES.items()},
+        "axes": list(axes),
+        "higher_is_better": {c: hib for c, (hib, _, _) in axes.items()},
+        "units": {c: unit for c, (_, unit, _) in axes.items()},
         "log_axes": log_axes,
     }

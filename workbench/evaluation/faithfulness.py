@@ -11,6 +11,11 @@ over the steered span of all triplets (Frobenius norms), so 1 = no better than n
 
 A steerer acts at its own layers; its effect is measured at every layer, so a single-layer
 method shows both its fit at its layer and how the model carries (or repairs) it downstream.
+
+A weight-space adapter (LoRA, fine-tune: :mod:`workbench.steering.weights`) is measured the same
+way: the adapted model's activations on ``x y'`` (it reads no instruction) against the
+prompt-steered ones. It changes weights, not the span, so it acts on every position and takes one
+strength per pass: a strength per pair is run pair group by pair group.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from workbench.activations.extraction import extract_batch, record_span
 from workbench.core.chat import AlignedPair, align
 from workbench.core.models import LoadedModel
 from workbench.steering import aligned_span_mask, check_alpha
+from workbench.steering.names import WEIGHT_METHODS
 
 
 def _batches(n: int, size: int) -> list[range]:
@@ -43,13 +49,37 @@ def steered_span_acts(model: LoadedModel, pairs: Sequence[AlignedPair], steerer,
                       layers: Sequence[int]) -> torch.Tensor:
     """``[layers, span tokens, d_model]``: the base run ``x y'`` with ``steerer`` applied on the span.
 
-    ``alpha``: one strength, or one per pair (e.g. each triplet's soft label).
+    ``alpha``: one strength, or one per pair (e.g. each triplet's soft label). A weight-space
+    adapter is applied at each distinct strength in turn (to the whole sequence, as weights act).
     """
+    if is_weight_space(steerer):
+        alphas = _per_pair_alphas(alpha, len(pairs)).tolist()
+        per_pair: list = [None] * len(pairs)
+        for a in sorted(set(alphas)):
+            idx = [i for i, b in enumerate(alphas) if b == a]
+            with steerer.apply(model, a):
+                record = record_span(model, [pairs[i].base_ids for i in idx], [pairs[i].base_start for i in idx],
+                                     layers)
+            lengths = [pairs[i].span_len for i in idx]
+            for i, chunk in zip(idx, _split_tokens(record, layers, lengths)):
+                per_pair[i] = chunk
+        return torch.cat(per_pair, dim=1).cpu()
     weights = aligned_span_mask(pairs).float() * _per_pair_alphas(alpha, len(pairs))[:, None]
     with steerer.apply(model, 1.0) as span:
         span.mask = weights.to(model.device)
         record = record_span(model, [p.base_ids for p in pairs], [p.base_start for p in pairs], layers)
     return torch.stack([record[l] for l in layers]).cpu()
+
+
+def is_weight_space(steerer) -> bool:
+    """Whether ``steerer`` is a weight-space adapter (LoRA, fine-tune) rather than a steerer."""
+    return getattr(getattr(steerer, "info", None), "method", None) in WEIGHT_METHODS
+
+
+def _split_tokens(record: dict, layers: Sequence[int], lengths: Sequence[int]) -> list[torch.Tensor]:
+    """Per pair ``[layers, span_len, d]`` from a record of packed span tokens ``{layer: [tokens, d]}``."""
+    stacked = torch.stack([record[l] for l in layers])
+    return list(torch.split(stacked, list(lengths), dim=1))
 
 
 def paraphrase_pairs(tokenizer, pairs_text: Sequence[tuple[str, str, Sequence[int]]], paraphrase: str,

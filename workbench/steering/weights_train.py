@@ -125,13 +125,13 @@ def _batch_ids(train: Sequence[int], batch_size: int, seed: int, step: int) -> l
     return [train[i] for i in order[: min(batch_size, len(train))]]
 
 
-class _PeakMemory:
+class PeakMemory:
     """Peak memory above the start of the block: CUDA allocator peak, or sampled RSS on a CPU."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.peak, self._stop = device, 0, threading.Event()
 
-    def __enter__(self) -> "_PeakMemory":
+    def __enter__(self) -> "PeakMemory":
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
@@ -269,7 +269,7 @@ def train_weights(model, pairs: Sequence[AlignedPair], method: str, *, rank: int
     key = fingerprint(TRAIN_VERSION, settings, data_hash)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     saved = _read_checkpoint(checkpoint, key, settings) if checkpoint is not None else None
-    with _trainable(model, method, rank, config) as (params, originals), _PeakMemory(model.device) as memory:
+    with _trainable(model, method, rank, config) as (params, originals), PeakMemory(model.device) as memory:
         optimizer = torch.optim.Adam(list(params.values()), lr=lr)
         if saved is None:
             state = {"step": 0, "seconds": 0.0, "since_best": 0, "val_losses": [],
