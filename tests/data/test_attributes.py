@@ -105,7 +105,7 @@ def test_bundled_judge_separates_example_from_plain_answer(name):
 def test_question_pool_splits_are_explicit_and_disjoint():
     raw = json.loads((data_dir() / "questions.json").read_text())
     splits = raw["splits"]
-    assert [len(splits[s]) for s in SPLITS] == [60, 18, 18]
+    assert all(len(splits[s]) >= n for s, n in zip(SPLITS, (60, 18, 18)))  # sizes: tests/data/test_questions.py
     flat = [q for s in SPLITS for q in splits[s]]
     assert len(set(flat)) == len(flat)
     assert all(q.strip() == q and q.endswith("?") for q in flat)
