@@ -597,3 +597,23 @@ def test_explorer_names_the_selected_layers_and_one_layer_keeps_a_colour_bar(tin
     fig = explorer.figures["lambda"]
     margin = fig.layout.margin
     assert fig.layout.height - margin.t - margin.b >= 150  # the colour bar spans at least 150 px
+
+
+def test_widget_outputs_say_what_to_do_where_widgets_cannot_be_drawn(tiny_model, data, monkeypatch):
+    from workbench.app import widget_base
+
+    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    bundle = panel._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
+    assert "VBox" not in bundle["text/plain"] and "run this cell" in bundle["text/plain"]
+    assert "TrainingPanel" in bundle["text/html"] and "run this cell" in bundle["text/html"]
+    published = []
+    monkeypatch.setattr(widget_base, "publish_display_data", published.append)
+    panel._ipython_display_()
+    assert [sorted(p) for p in published] == [sorted(bundle), ["text/html", "text/plain"]]
+    assert "kernel restart" in published[1]["text/plain"] and "model not found" in published[1]["text/plain"]
+    # a figure an Output shows carries a description for viewers without plotly's renderer
+    panel.train(blocking=True)
+    (item,) = panel.curve_plot.outputs
+    assert {"application/vnd.plotly.v1+json", "text/html", "text/plain"} <= set(item["data"])
+    assert "S-PSR L1: training loss" in item["data"]["text/plain"] and "relative MSE" in item["data"]["text/html"]

@@ -4,7 +4,13 @@ Each widget is a plain object that holds its controls as attributes (so tests an
 under nbval drive it synchronously) and displays as its ``widget`` (:class:`Displayable`). Every
 figure but the training panel's live loss curve is shown in an ``ipywidgets.Output`` as a plain
 plotly figure (:func:`show_figure`), because each ``FigureWidget`` carries plotly's ~5 MB script in
-the widget state that a saved notebook may store.
+the widget state that a saved notebook may store, and an Output's figure is part of the widget's
+state, so JupyterLab draws it again after a browser reload.
+
+A widget lives in its kernel: a saved notebook (or one whose kernel restarted) cannot show it. So
+the widget's output carries a text and HTML hint to run the cell (what GitHub, nbviewer or a
+terminal show instead), and under the widget a one-line caption says what to do when JupyterLab
+reports "Error displaying widget" after a kernel restart.
 """
 
 from __future__ import annotations
@@ -14,9 +20,15 @@ from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-import plotly.io as pio
+from IPython.display import publish_display_data
 
-__all__ = ["Displayable", "show_figure", "status_html"]
+from workbench.viz.notebook import figure_bundle
+
+__all__ = ["Displayable", "RERUN_CAPTION", "show_figure", "status_html", "widget_hint"]
+
+#: Shown under every workbench widget (a static output that survives a kernel restart).
+RERUN_CAPTION = ("interactive widget, alive while its kernel runs: after a kernel restart (\"Error displaying "
+                 "widget: model not found\") or in a saved copy, run this cell again")
 
 _STATUS_COLOURS = {"info": "#444444", "ok": "#1B7837", "warning": "#B35806", "error": "#B2182B"}
 
@@ -37,16 +49,30 @@ def show_figure(out: widgets.Output, fig: go.Figure | None) -> None:
     if fig is None:
         out.outputs = ()
         return
-    data = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
-    data["text/plain"] = f"<plotly figure: {fig.layout.title.text}>"
+    data = figure_bundle(fig)
     out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
 
 
+def widget_hint(name: str) -> str:
+    """What a viewer that cannot draw the widget ``name`` shows instead."""
+    return f"[{name}: an interactive widget; run this cell in JupyterLab (or VS Code) to use it]"
+
+
 class Displayable:
-    """Displays as its ``widget`` (a VBox) in Jupyter."""
+    """Displays as its ``widget`` (a VBox) in Jupyter, with a text/HTML hint for viewers that
+    cannot draw widgets, and under it the :data:`RERUN_CAPTION`."""
 
     widget: widgets.Widget
 
     def _repr_mimebundle_(self, **kwargs: Any):
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        hint = widget_hint(type(self).__name__)
+        bundle["text/plain"] = hint
+        bundle["text/html"] = f'<p style="color:#555"><i>{html.escape(hint)}</i></p>'
+        return bundle
+
+    def _ipython_display_(self) -> None:
+        publish_display_data(self._repr_mimebundle_())
+        publish_display_data({"text/plain": RERUN_CAPTION,
+                              "text/html": f'<small style="color:#777">{html.escape(RERUN_CAPTION)}</small>'})
 

@@ -12,18 +12,22 @@ job each:
 - :mod:`~workbench.viz.export`: PNG / SVG / PDF through kaleido (needs a Chrome or Chromium);
 - :mod:`~workbench.viz.figures`: the paper figures of an experiment run (``make figures``);
 - :mod:`~workbench.viz.report`: self-contained HTML pages (the demo report);
+- :mod:`~workbench.viz.notebook`: how a notebook stores a figure (plotly JSON plus a description
+  for viewers without plotly); its renderer is registered on import, made the default only by
+  :func:`~workbench.viz.notebook.use_notebook_renderer`;
 - :mod:`~workbench.viz.checks`: the table checks the figure functions share.
 """
 
 from workbench.viz.curves import coherence_tradeoff, faithfulness_curves, loss_curves, radar_chart, results_bars
 from workbench.viz.export import FigureExportError, export_figure, find_browser
+from workbench.viz.notebook import figure_bundle, use_notebook_renderer
 from workbench.viz.figures import FIGURE_NAMES, comparison_figures, paper_figures, shown_layers, write_figures
 from workbench.viz.theme import METHOD_COLORS, TEMPLATE, apply_template, method_color, method_colors
 from workbench.viz.token_maps import layer_token_heatmap, magnitude_distribution, token_heatmap
 
 __all__ = [
     "FIGURE_NAMES", "FigureExportError", "METHOD_COLORS", "TEMPLATE", "apply_template", "coherence_tradeoff",
-    "comparison_figures", "export_figure", "faithfulness_curves", "find_browser", "layer_token_heatmap",
+    "comparison_figures", "export_figure", "faithfulness_curves", "figure_bundle", "find_browser", "layer_token_heatmap",
     "loss_curves", "magnitude_distribution", "method_color", "method_colors", "paper_figures", "radar_chart",
-    "results_bars", "shown_layers", "token_heatmap", "write_figures",
+    "results_bars", "shown_layers", "token_heatmap", "use_notebook_renderer", "write_figures",
 ]
