@@ -284,6 +284,31 @@ class DeltaStore:
                         out[(kind, layer)] = self._read(fh, kind, layer)
             yield out
 
+    def read_shard(self, shard: int, kinds: Sequence[str], layers: Sequence[int],
+                   samples: Sequence[int] | None = None) -> dict:
+        """One shard's tokens, in the order they were written: ``{(kind, layer): [tokens, d_model]}``
+        float32 plus ``sample`` and ``position`` ``[tokens]``; only the tokens of ``samples`` when given.
+
+        Reads only the named tensors (safetensors memory-maps the file), so streaming a store shard by
+        shard keeps one shard's chosen layers in memory at a time.
+        """
+        if not 0 <= int(shard) < len(self.shards):
+            raise IndexError(f"shard {shard} out of range: {self.directory} holds {len(self.shards)} shards")
+        layers = [int(l) for l in layers]
+        for kind in kinds:
+            for layer in layers:
+                self._check(kind, layer)
+        with safe_open(self.directory / self.shards[int(shard)].file, framework="pt") as fh:
+            sample = fh.get_tensor("sample")
+            keep = None if samples is None else torch.isin(sample, torch.as_tensor([int(s) for s in samples], dtype=sample.dtype))
+            out = {"sample": sample, "position": fh.get_tensor("position")}
+            for kind in kinds:
+                for layer in layers:
+                    out[(kind, layer)] = self._read(fh, kind, layer)
+        if keep is not None and not bool(keep.all()):
+            out = {k: v[keep] for k, v in out.items()}
+        return out
+
     def get(self, kind: str, layer: int, samples: Sequence[int] | None = None, order: str = "pair") -> torch.Tensor:
         """``[tokens, d_model]`` float32 activations of one kind and layer.
 

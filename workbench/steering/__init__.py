@@ -22,7 +22,7 @@ context manager, hooks on the steered span only), read per-token lambda with
 from workbench.core.span import Span, aligned_span_mask, prefill_span_mask
 from workbench.steering.alpha import MAX_ABS_ALPHA, check_alpha, layers_label
 from workbench.steering.api import make_trainer, token_data_from_pairs, train_steerer
-from workbench.steering.data import TokenData, soft_labels_of, split_sequences, token_data_from_store
+from workbench.steering.data import StoreTokens, TokenData, load_token_data, soft_labels_of, split_sequences, token_data_from_store
 from workbench.steering.hooks import apply, lambdas
 from workbench.steering.io import read_metadata
 from workbench.steering.joint import response_nll, span_mse
@@ -46,5 +46,5 @@ __all__ = [
     "TrainConfig", "TrainProgress", "aligned_span_mask", "apply", "check_alpha", "fit_const_mse", "fit_dim",
     "lambdas", "layers_label", "load_steerer", "make_steerer", "make_trainer", "prefill_span_mask", "read_metadata",
     "relative_mse", "response_nll", "save_steerer", "soft_labels_of", "span_mse", "split_sequences",
-    "token_data_from_pairs", "token_data_from_store", "train_steerer",
+    "StoreTokens", "load_token_data", "token_data_from_pairs", "token_data_from_store", "train_steerer",
 ]

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from workbench.activations.extraction import extract_batch
 from workbench.core.chat import AlignedPair
-from workbench.steering.data import TokenData, label_lookup, pairs_hash, token_data_from_store
+from workbench.steering.data import TokenData, label_lookup, load_token_data, pairs_hash
 from workbench.steering.joint import DEFAULT_MODEL_BATCH, ModelTrainer
 from workbench.steering.layerwise import ClosedForm, LayerwisePSRTrainer, closed_form
 from workbench.steering.names import TRAININGS
@@ -128,7 +128,7 @@ def make_trainer(
     if training == "layerwise" or init is None:
         if store is not None:
             _check_store(store, model, layer_list, kind)
-            data = token_data_from_store(store, layer_list, kind, triplets)
+            data = load_token_data(store, layer_list, kind, triplets)  # streamed from disk when large
         else:
             data = token_data_from_pairs(model, pairs, layer_list, kind, triplets, progress=progress)
         fit_method = method if training == "layerwise" else method.replace("psr-ll", "psr-mse")

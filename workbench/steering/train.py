@@ -168,6 +168,21 @@ class Trainer:
         """``[n_groups]`` validation losses (no grad)."""
         raise NotImplementedError
 
+    def _backward(self, batch) -> tuple[torch.Tensor, int]:
+        """Gradients of one step's loss into the raw parameters; returns (detached loss, tokens).
+
+        The default backpropagates :meth:`_train_loss`; a subclass whose batch is too large for
+        one graph (data streamed from disk) accumulates gradients chunk by chunk instead.
+        """
+        loss, n_tokens = self._train_loss(batch)
+        self._check_finite(loss)
+        loss.backward()
+        return loss.detach(), n_tokens
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {float(loss)} at step {self.step + 1}; lower lr")
+
     # -- parameters ----------------------------------------------------------------------------
 
     def params(self, raw: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -253,10 +268,7 @@ class Trainer:
             for _ in range(budget):
                 t0 = time.perf_counter()
                 self.optimizer.zero_grad(set_to_none=True)
-                loss, n_tokens = self._train_loss(self._next_batch())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {float(loss)} at step {self.step + 1}; lower lr")
-                loss.backward()
+                loss, n_tokens = self._backward(self._next_batch())
                 self.optimizer.step()
                 self.step += 1
                 self.tokens_seen += n_tokens
@@ -264,7 +276,7 @@ class Trainer:
                 if self.step % self.config.eval_every == 0:
                     val = self._validate()
                 self.elapsed += time.perf_counter() - t0
-                report = TrainProgress(self.step, float(loss.detach()), val, self.elapsed,
+                report = TrainProgress(self.step, float(loss), val, self.elapsed,
                                        None if self.best_loss is None else float(self.best_loss.sum()), self.tokens_seen,
                                        planned_steps=done + budget)
                 if done == self.step - 1 and progress and self.slow:
