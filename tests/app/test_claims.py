@@ -59,7 +59,8 @@ def test_claims_on_a_tiny_model_then_a_rerun_computes_nothing(tiny_model, talky,
     for figure in set(table["figure"].dropna()) - {""}:
         assert (tmp_path / figure).is_file()
     assert (tmp_path / "figures" / "plotly.min.js").is_file()
-    assert "## 2. PSR vs constant steering" in (tmp_path / "claims.md").read_text()
+    markdown = (tmp_path / "claims.md").read_text()
+    assert "## 2. PSR vs constant steering" in markdown and r"\|\|Delta_PS\|\|" in markdown  # pipes escaped
     assert any("done in" in line for line in lines) and "claims:" in lines[-1]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "claims.csv"), table, check_dtype=False, rtol=1e-5)
 

@@ -459,7 +459,7 @@ def claims_markdown(table: pd.DataFrame, config: ClaimsConfig | None = None) -> 
     lines = ["# Claims", ""]
     if config is not None:
         e = config.experiment
-        lines += [f"Model-independent settings: {e.n_train or 'all'} training questions, {e.evaluation.n_validation or 'all'} "
+        lines += [f"Settings: {e.n_train or 'all'} training questions, {e.evaluation.n_validation or 'all'} "
                   f"validation and {e.evaluation.n_test or 'all'} test questions, answers of {e.max_new_tokens} tokens, "
                   f"seed {e.seed}; 95% percentile bootstrap intervals ({config.n_boot} resamples) over the unit named "
                   "in each row. Verdict: holds / does not hold (the interval lies on one side of the threshold) / "
@@ -472,7 +472,8 @@ def claims_markdown(table: pd.DataFrame, config: ClaimsConfig | None = None) -> 
                   "|---|---|---|---|---|---|---|"]
         for r in part.itertuples():
             figure = f" ([figure]({r.figure}))" if isinstance(r.figure, str) and r.figure else ""
-            lines.append(f"| {r.attribute} | {r.claim} | {_number(r.value)} | [{_number(r.lo)}, {_number(r.hi)}] | "
-                         f"{r.n} {r.unit} | **{r.verdict}** | {r.note}{figure} |")
+            cells = [r.attribute, r.claim, _number(r.value), f"[{_number(r.lo)}, {_number(r.hi)}]", f"{r.n} {r.unit}",
+                     f"**{r.verdict}**", f"{r.note}{figure}"]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
         lines.append("")
     return "\n".join(lines)
