@@ -242,3 +242,22 @@ def test_subsets_are_nested_and_keep_their_labels(tiny_model, planted_attribute,
     assert small.pairs == [data.pairs[i] for i in small.subset]
     with pytest.raises(ValueError, match="1 <= n <= 6"):
         experiment.subset_data(tiny_model, data, 7, tmp_path / "n7", progress=False)
+
+
+def test_data_efficiency_trains_every_method_on_nested_subsets(tiny_model, planted_attribute, tmp_path):
+    config = ExperimentConfig(n_train=6, n_heldout=2, max_new_tokens=6, steps=5, weight_steps=1,
+                              methods=("Const-DiM",), plus_prompt=None,
+                              evaluation=EvalConfig(n_validation=2, n_test=3, max_new_tokens=6, max_steps=2))
+    data = experiment.prepare_data(tiny_model, planted_attribute, tmp_path, config, triplet_coherence=ALWAYS,
+                                   progress=False)
+    table = experiment.run_data_efficiency(tiny_model, data, config, tmp_path / "eff", sizes=(2, 4, 99, None),
+                                           methods=("Const-DiM", "LoRA r2"), target=50.0, coherence_judge=LENGTH,
+                                           progress=False)
+    assert sorted(set(table["n_train"])) == [2, 4, 6]
+    assert set(table["method"]) == {"no steering", "prompt", "Const-DiM", "LoRA r2"}
+    assert set(table["target"]) == {"C50"} and table["n"].eq(3).all()
+    prompt = table[table["method"] == "prompt"]["attribute"]
+    assert prompt.nunique() == 1  # the prompt uses no triplets: the same answers at every size
+    assert set(table.attrs["training"]) == {2, 4, 6} and table.attrs["training"][2]["LoRA r2"]["seconds"] > 0
+    assert (tmp_path / "eff" / "efficiency.csv").is_file()
+    assert len(list((tmp_path / "eff" / "n2" / "steerers").glob("lora-r2-*.safetensors"))) == 1

@@ -56,6 +56,7 @@ from workbench.evaluation.comparison import (
     standard_methods,
     steerer_fingerprint,
 )
+from workbench.evaluation.data_efficiency import efficiency_table, subset_sizes
 from workbench.evaluation.faithfulness import faithfulness, paraphrase_pairs
 from workbench.judges.base import Judge
 from workbench.steering import Steerer, TrainConfig, train_steerer
@@ -97,7 +98,7 @@ class ExperimentConfig:
     plus_prompt: str | None = "A-PSR"
     steps: int = 300
     joint_steps: int = 30
-    weight_steps: int = 40
+    weight_steps: int = 16
     weight_lr: float | None = None
     seed: int = 0
     batch_size: int = 16
@@ -472,3 +473,53 @@ def run_experiment(
     result = ExperimentResult(comparison, faith, steerers, data, meta)
     result.save(directory)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# 5. data efficiency
+# --------------------------------------------------------------------------------------------
+
+EFFICIENCY_METHODS = ("Const-DiM", "A-PSR", "LoRA r8", "Fine-tune")
+
+
+def run_data_efficiency(model: LoadedModel, data: PreparedData, config: ExperimentConfig = ExperimentConfig(),
+                        directory: str | Path = "runs/experiment/efficiency", *,
+                        sizes: Sequence[int | None] = (8, 16, 32, None), methods: Sequence[str] = EFFICIENCY_METHODS,
+                        target: float = 80.0, attribute_judge: Judge | None = None,
+                        coherence_judge: Judge | None = None, progress: bool = True) -> pd.DataFrame:
+    """TA@C (``target``) of the prompt and of each of ``methods`` trained on ``sizes`` kept triplets.
+
+    Each size below the number kept trains every method on a nested subset of the kept triplets
+    (:func:`subset_data`, seeded by ``config.seed``: the same seeds and settings at every size; a
+    size above the number kept is left out, ``None`` is all of them), then compares them with no
+    steering and the prompt at equal coherence on ``config.evaluation``'s questions. Everything is
+    stored under ``directory`` and resumed (steerers, adapters, evaluations shared across sizes).
+
+    Returns:
+        :func:`workbench.evaluation.data_efficiency.efficiency_table` (method, n_train, TA and its
+        interval, coherence, n); ``attrs["training"]`` holds ``{n_train: {method: cost}}``.
+    """
+    if data.subset is not None:
+        raise ValueError("run_data_efficiency takes the full prepared data, not a subset of it")
+    if not data.pairs:
+        raise ValueError("no kept triplets to train on")
+    directory = Path(directory)
+    chosen = subset_sizes(len(data.pairs), sizes)
+    run_config = replace(config, methods=tuple(methods), plus_prompt=None,
+                         evaluation=replace(config.evaluation, targets=(float(target),)))
+    results, training = {}, {}
+    for size in tqdm(chosen, desc="data efficiency", disable=not progress, leave=False):
+        part = data if size == len(data.pairs) else subset_data(model, data, size, directory / f"n{size}",
+                                                                seed=config.seed, progress=progress)
+        costs: dict = {}
+        steerers = train_methods(model, part, run_config, directory / f"n{size}" / "steerers", progress=progress,
+                                 costs=costs)
+        comparison = compare_methods(model, data.attribute, standard_methods(steerers), run_config.evaluation,
+                                     attribute_judge=attribute_judge, coherence_judge=coherence_judge,
+                                     progress=progress, cache_dir=directory / "evaluations")
+        results[size], training[size] = comparison.results, costs
+    table = efficiency_table(results, len(data.pairs), target=f"C{float(target):g}")
+    table.attrs["training"] = training
+    buffer = table.to_csv(index=False, float_format="%.6g").encode("utf-8")
+    atomic_write_bytes(directory / "efficiency.csv", buffer)
+    return table

@@ -20,11 +20,14 @@ from its checkpoint (``checkpoint=``: parameters, the best point and Adam's stat
 written at every validation and removed at the end); resuming with other settings, other data or
 another model is refused. Training time and peak memory are measured: on CUDA the peak of
 ``torch.cuda.max_memory_allocated`` above the start, on a CPU the peak resident set size above the
-start, sampled every 10 ms by a thread (psutil).
+start, sampled every 10 ms by a thread (psutil), after handing freed memory back to the OS
+(glibc ``malloc_trim``) so that an earlier job's free pages do not hide this one's allocations.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import threading
 import time
@@ -125,6 +128,16 @@ def _batch_ids(train: Sequence[int], batch_size: int, seed: int, step: int) -> l
     return [train[i] for i in order[: min(batch_size, len(train))]]
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed earlier back to the OS (glibc ``malloc_trim``), so that the RSS measured
+    above the start counts this block's allocations, not reuse of an earlier block's free pages."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the measure is then an underestimate after earlier peaks
+        pass
+
+
 class PeakMemory:
     """Peak memory above the start of the block: CUDA allocator peak, or sampled RSS on a CPU."""
 
@@ -136,6 +149,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
         else:
+            _release_freed_memory()
             self._proc = psutil.Process()
             self._start = self._proc.memory_info().rss
             self._thread = threading.Thread(target=self._sample, daemon=True)
