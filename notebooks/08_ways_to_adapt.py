@@ -1,89 +1,145 @@
 # %% [markdown]
 # # 8. Steering among the other ways to adapt a model
 #
-# Prompting, constant steering vectors and PSR all change what the model writes. Which to use
-# depends on more than the attribute score: what each costs per answer, what it needs to be built,
-# and how cleanly it comes off. This notebook measures them side by side on the embedded model:
+# Prompting, constant steering vectors and PSR all change what the model writes; so do the
+# weight-space methods, a **LoRA** (rank 8, through `peft`) and a **full fine-tune** of every
+# block, trained here on the very same prompt-steered triplets: the model reads `x y'` without
+# the instruction and learns to produce `y'`, so the prompt is distilled into its weights. Which to
+# use depends on more than the attribute score: what each buys at equal coherence, how much data
+# it needs, what it costs to train and to run, and how cleanly it comes off. This notebook
+# measures them side by side on the embedded model:
 #
-# - **extra prompt tokens** per answer (an instruction is read on every call),
-# - **latency** per answer, every method generating exactly the same number of tokens, timed in
-#   interleaved rounds against a no-adaptation baseline measured in the same run,
-# - **memory**: the adaptation's own parameters plus the KV cache its extra tokens occupy,
-# - **trained parameters** and **training data** (prompt-steered triplets),
-# - **reversibility**: the model's logits after the adaptation is removed, compared with before
-#   (measured, not assumed), and whether the strength is a continuous knob.
-#
-# Steerers are used at the strength notebook 6 found for coherence 80.
+# - **TA@C80**: the attribute score where the text is as coherent as a coherence of 80 (notebook 6);
+#   a LoRA's strength is the scale of its update (`W x + alpha B A x`), a fine-tune's the
+#   interpolation `W + alpha (W_ft - W)` between the base and the fine-tuned weights (a continuous
+#   knob the same bisection can search, with `alpha = 0` exactly the base model);
+# - **data efficiency**: the same methods trained on 8, 16 and all kept triplets (nested subsets,
+#   same seeds);
+# - **faithfulness**: how closely each one's activations on `x y'` track the prompt-steered ones;
+# - **costs**: extra prompt tokens, latency against a no-adaptation baseline timed in the same
+#   rounds, parameters and memory, training time and peak memory (measured when trained), data,
+#   and **reversibility**: the logits after the adaptation is removed, compared with before.
 
 # %%
+from dataclasses import replace
 from pathlib import Path
 
 from workbench import load_model
-from workbench.app.experiment import ExperimentConfig, prepare_data, strengths_in_use, train_methods
-from workbench.evaluation.comparison import compare_methods, standard_methods
+from workbench.app.experiment import ExperimentConfig, prepare_data, run_data_efficiency, train_methods
 
 RUN = Path("../runs/notebooks/pirate")
-config = ExperimentConfig.notebook()
+config = ExperimentConfig.notebook(weight_steps=8)
+config = replace(config, evaluation=replace(config.evaluation, max_steps=5))
 model = load_model()
 data = prepare_data(model, "pirate", RUN, config, progress=False)
-steerers = train_methods(model, data, config, RUN / "steerers", progress=False)
-comparison = compare_methods(model, data.attribute, standard_methods(steerers, plus_prompt="A-PSR"),
-                             config.evaluation, cache_dir=RUN / "evaluations", progress=False)  # notebook 6's, reloaded
-alphas = {name.split(" @")[0]: alpha for name, (_, alpha) in strengths_in_use(steerers, comparison.results).items()}
-print({name: round(a, 3) for name, a in alphas.items()})
+print(f"{len(data.pairs)} kept training triplets, {len(data.heldout_pairs)} held-out")
+
+# %% [markdown]
+# ## What each method buys, and with how much data
+#
+# Every method below is trained on nested subsets of the kept triplets (8, 16 and all of them) and
+# compared with the prompt at coherence 80 on the same test questions (12 of them, 95% bootstrap
+# intervals). The LoRA and the fine-tune train for at most 8 steps of 8 sequences (early stopping
+# on the validation split the steerers use): on this 2-core CPU every step is a forward and a
+# backward pass of the whole 135M model. Everything is stored under the run directory and
+# reloaded on a second run.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+efficiency = run_data_efficiency(model, data, config, RUN / "efficiency", sizes=(8, 16, None), progress=False)
+
+# %%
+from workbench.evaluation.data_efficiency import efficiency_pivot
+
+print(efficiency_pivot(efficiency).to_string())
+
+# %%
+from workbench.viz.data_efficiency import data_efficiency_figure
+
+data_efficiency_figure(efficiency, title="TA@C80 by training triplets (SmolLM2-135M, pirate; 95% CI)")
+
+# %% [markdown]
+# With all kept triplets, the TA@C80 table (strength `alpha` found on the validation questions):
+
+# %%
+n_all = len(data.pairs)
+full = efficiency[efficiency["n_train"] == n_all].set_index("method")
+print(full[["alpha", "reached", "attribute", "attribute_lo", "attribute_hi", "coherence", "n"]].round(2).to_string())
+
+# %% [markdown]
+# ## Faithfulness: whose activations follow the prompt's?
+#
+# On the held-out triplets, the relative RMSE per layer between each method's activations on
+# `x y'` and the prompt-steered ones (1 = no better than not steering). The steerers act on the
+# steered span at their trained strength (the soft labels); the LoRA and the fine-tune act on the
+# whole sequence at full strength, as weights do.
+
+# %%
+from workbench.evaluation.faithfulness import faithfulness
+from workbench.viz.curves import faithfulness_curves
+
+names = ("Const-DiM", "A-PSR", "LoRA r8", "Fine-tune")
+costs: dict = {}
+trained = train_methods(model, data, replace(config, methods=names, plus_prompt=None),
+                        RUN / "efficiency" / f"n{n_all}" / "steerers", progress=False, costs=costs)  # reloaded
+labels = data.heldout_labels
+faith = faithfulness(model, data.heldout_pairs, {"A-PSR": (trained["A-PSR"], labels),
+                                                 "LoRA r8": (trained["LoRA r8"], 1.0),
+                                                 "Fine-tune": (trained["Fine-tune"], 1.0)},
+                     paraphrase=data.paraphrase_pairs)
+print(faith.pivot(index="layer", columns="method", values="rel_rmse").iloc[::4].round(3).to_string())
+
+# %%
+faithfulness_curves(faith, title="Relative RMSE to the prompt-steered activations (held-out triplets)")
+
+# %% [markdown]
+# ## What each costs
+#
+# Each way at the strength its TA@C80 search chose; PSR stacked on the prompt at strength 1. The
+# training time and peak memory are those measured when each was trained (peak resident memory
+# above the start on this CPU).
 
 # %%
 from workbench.evaluation.adaptation import Adaptation, compare_adaptations
 
 instruction = data.attribute.instructions[0]
-n_train = len(data.pairs)
+alphas = {name: float(full.loc[name, "alpha"]) for name in names}
 ways = [Adaptation("prompt", instruction=instruction)]
-ways += [Adaptation(name, steerer=steerers[name], alpha=alphas[name], n_train=n_train)
-         for name in ("Const-DiM", "Const-MSE", "S-PSR", "A-PSR")]
-ways.append(Adaptation("PSR + prompt", instruction=instruction, steerer=steerers["A-PSR"], alpha=1.0, n_train=n_train))
+ways += [Adaptation(name, steerer=trained[name], alpha=alphas[name], n_train=n_all,
+                    train_seconds=costs[name]["seconds"], train_peak_bytes=costs[name]["peak_memory_bytes"])
+         for name in names]
+ways.append(Adaptation("PSR + prompt", instruction=instruction, steerer=trained["A-PSR"], alpha=1.0, n_train=n_all,
+                       train_seconds=costs["A-PSR"]["seconds"], train_peak_bytes=costs["A-PSR"]["peak_memory_bytes"]))
 questions = list(data.attribute.questions("test")[:2])
-costs = compare_adaptations(model, ways, questions, new_tokens=16, repeats=3, progress=False)  # batch 1, ~1 minute
+table = compare_adaptations(model, ways, questions, new_tokens=16, repeats=3, progress=False)  # batch 1, ~2 minutes
 
 # %% [markdown]
-# The measured costs. Token counts, parameter counts, bytes and the removal check are exact and
-# reproducible; the timings are medians of three interleaved rounds on a shared CPU, so expect a few
-# percent of noise (they are printed in a separate cell that the regression tests do not compare).
+# The exact columns (token counts, parameters, bytes, data, the removal check) are reproducible;
+# the timings (latency, training seconds and memory) are measurements on a shared CPU and are
+# printed in a separate cell that the regression tests do not compare.
 
 # %%
-exact = ["method", "extra_prompt_tokens", "trained_params", "adaptation_bytes", "extra_kv_bytes", "train_triplets",
+exact = ["method", "extra_prompt_tokens", "trained_params", "adaptation_bytes", "train_triplets", "weight_space",
          "continuous_strength", "exact_removal", "removal_max_abs_diff"]
-print(costs[exact].round(1).to_string(index=False))
+print(table[exact].round(1).to_string(index=False))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(costs[["method", "seconds_per_answer", "relative_latency", "ms_per_token", "prefill_ms"]].round(3).to_string(index=False))
+print(table[["method", "seconds_per_answer", "relative_latency", "prefill_ms", "train_seconds"]].round(3)
+      .assign(train_peak_MB=(table["train_peak_bytes"] / 2**20).round(0)).to_string(index=False))
 
 # %% [markdown]
 # The same as a radar chart: each axis is scaled across the methods shown, outward is better
-# (fewer extra tokens, lower latency and memory, fewer parameters and less data, exact removal, a
-# continuous knob).
+# (fewer extra tokens, lower latency and memory, fewer parameters, less data and training time,
+# exact removal, a continuous knob).
 
 # %%
 from workbench.evaluation.adaptation import radar_axes
 from workbench.viz.curves import radar_chart
 
-radar_chart(**radar_axes(costs), title="Ways to adapt SmolLM2-135M (outward = better)")
+radar_chart(**radar_axes(table), title="Ways to adapt SmolLM2-135M (outward = better)")
 
 # %% [markdown]
-# And what each buys, from notebook 6 (TA@C80 on the test questions):
-
-# %%
-ta = comparison.results[comparison.results["target"] == "C80"].set_index("method")
-print(ta[["alpha", "attribute", "attribute_lo", "attribute_hi", "coherence"]].round(1).to_string())
-
-# %% [markdown]
-# **Reading it.** The prompt costs nothing to build and nothing to store, but its tokens are read
-# with every answer: here 22 more prompt tokens than the plain question (on SmolLM2's template the
-# instruction replaces a default system message, so the difference is smaller than the
-# instruction itself), about 1 MB more KV cache per answer in flight, and a longer prefill. A
-# steerer adds no tokens; it holds from 576 parameters (one vector at one layer) to about 35,000
-# (a PSR at all 30 layers), needs prompt-steered triplets to train, comes off exactly (the logits
-# after removal are bit-identical to before) and has a continuous strength knob. Its hooks cost a
-# few percent of latency per token. On this model only the all-layer steerers buy attribute at
-# coherence 80 (notebook 6). Fine-tuning (not measured here) would change the weights themselves:
-# no knob, and removing it means keeping a copy of the original model.
+# ## Reading it
+#
+# STORY

@@ -52,3 +52,14 @@ def test_the_figure_draws_methods_as_lines_and_the_prompt_as_a_band():
     assert list(named["LoRA r8"].y) == [20, 35] and list(named["LoRA r8"].error_y.array) == [5, 5]
     assert list(named["prompt"].y) == [70, 70] and named["prompt"].line.dash == "dash"
     assert fig.layout.xaxis.type == "log"
+
+
+def test_the_demo_report_shows_a_stored_efficiency_table(tmp_path):
+    from workbench.app.demo import efficiency_html
+
+    assert efficiency_html(tmp_path / "efficiency.csv") == []
+    table = efficiency_table({8: _results({"prompt": 70, "LoRA r8": 20}), 16: _results({"prompt": 70, "LoRA r8": 35})},
+                             n_kept=16)
+    table.to_csv(tmp_path / "efficiency.csv", index=False)
+    sections = efficiency_html(tmp_path / "efficiency.csv", first=True)
+    assert "Data efficiency" in sections[0] and "plotly" in sections[2] and "35.0 [30.0, 40.0]" in sections[3]

@@ -11,7 +11,11 @@ sizes: ``quick`` by default, ``full`` with ``--full``), write to ``reports/demo/
 - ``results.csv`` (the TA@C table with bootstrap CIs), ``faithfulness.csv`` (``method, layer,
   rel_rmse``), ``sweep.csv`` and ``samples.csv`` (every evaluation and answer);
 - ``triplets/``, ``heldout/``, ``deltas/``, ``steerers/``, ``evaluations/``: the stored run, from
-  which a second ``make demo`` resumes.
+  which a second ``make demo`` resumes;
+- with ``DemoConfig(efficiency=True)``: ``efficiency/`` (:func:`~workbench.app.experiment.run_data_efficiency`:
+  prompt, Const-DiM, A-PSR, LoRA r8 and Fine-tune trained on 8, 16, 32 and all kept triplets) and its
+  figure and table in the page; a report directory that already holds ``efficiency/efficiency.csv``
+  shows them too.
 """
 
 from __future__ import annotations
@@ -25,11 +29,19 @@ import numpy as np
 import pandas as pd
 
 from workbench.activations.deltas import token_magnitudes
-from workbench.app.experiment import ExperimentConfig, ExperimentResult, prepare_data, run_experiment
+from workbench.app.experiment import (
+    ExperimentConfig,
+    ExperimentResult,
+    prepare_data,
+    run_data_efficiency,
+    run_experiment,
+)
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.models import EMBEDDED_MODEL, LoadedModel, load_model
 from workbench.data.attributes import load_attribute
 from workbench.data.triplets import summarize
+from workbench.evaluation.data_efficiency import efficiency_pivot
+from workbench.viz.data_efficiency import data_efficiency_figure
 from workbench.viz.figures import comparison_figures, shown_layers
 from workbench.viz.report import dataframe_html, figure_html, legend_html, token_heatmap_html, write_html
 
@@ -43,6 +55,7 @@ class DemoConfig:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig.quick)
     heatmap_samples: int = 3
     evaluate: bool = True
+    efficiency: bool = False
 
 
 def spread_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -93,6 +106,8 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
         result = run_experiment(model, experiment, out, attribute=attribute, data=data, progress=progress)
         summary["seconds_experiment"] = result.meta["seconds"]
         summary["results"] = _result_lines(result)
+    if config.efficiency:
+        run_data_efficiency(model, data, experiment, out / "efficiency", progress=progress)
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)
 
     sections = [_intro_html(summary, attribute), legend_html()]
@@ -108,6 +123,7 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
     sections.append(dataframe_html(spread))
     if result is not None:
         sections += _experiment_html(result)
+    sections += efficiency_html(out / "efficiency" / "efficiency.csv", first=result is None)
     sections.append("<h2>The triplets</h2>")
     sections.append(dataframe_html(triplets.table[["question", "instruction", "response", "attr_score", "coh_score", "kept"]]))
     write_html(out / "index.html", f"Delta_PS demo: {attribute.name}", sections)
@@ -153,6 +169,22 @@ def _experiment_html(result: ExperimentResult) -> list[str]:
         figure_html(figures["faithfulness"], first=False),
     ]
     return sections
+
+
+def efficiency_html(path: Path, *, first: bool = False) -> list[str]:
+    """The data-efficiency section (figure and table) of a stored ``efficiency.csv``; none without one.
+    ``first``: no figure came before on the page (plotly.js is then inlined here)."""
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    return [
+        "<h2>Data efficiency: steering against weight-space adaptation</h2>",
+        "<p>TA@C80 (95% bootstrap intervals) of each method trained on nested subsets of the kept triplets (same "
+        "seeds); the LoRA and the fine-tune distil the prompt into weights (input <i>x y'</i> without the "
+        "instruction, loss on the response). The prompt needs no triplets (dashed).</p>",
+        figure_html(data_efficiency_figure(table), first=first),
+        dataframe_html(efficiency_pivot(table).reset_index()),
+    ]
 
 
 def _intro_html(summary: dict, attribute) -> str:
