@@ -119,7 +119,7 @@ def test_radar_chart_normalisation_and_hover():
     assert dim[2] == pytest.approx(1 - math.log10(101) / math.log10(10001))  # log axis, flipped
     assert prompt[3] == 1  # every method ties
     assert prompt[0] == prompt[-1] and len(prompt) == 5  # closed polygon
-    assert traces["prompt"].theta[0] == "extra tokens (tokens)"
+    assert traces["prompt"].theta[0] == "extra tokens<br>(tokens)"
     assert traces["prompt"].customdata[0][0] == "30 tokens" and "lower is better" in traces["prompt"].customdata[0][1]
     with pytest.raises(ValueError, match="'speed'"):
         radar_chart(table, higher_is_better={"speed": True})
@@ -134,3 +134,34 @@ def test_faithfulness_curves_draw_a_steerer_in_use_dotted_in_its_colour():
     lines = {t.name: t.line for t in fig.data}
     assert lines["S-PSR @C80"].color == lines["S-PSR"].color == METHOD_COLORS["S-PSR"]
     assert lines["S-PSR @C80"].dash == "dot" and lines["S-PSR"].dash == "solid"
+
+
+def test_coinciding_methods_are_said_on_the_figure():
+    faith = pd.DataFrame({"method": ["Const-DiM"] * 3 + ["Const-MSE"] * 3 + ["A-PSR"] * 3, "layer": [0, 1, 2] * 3,
+                          "rel_rmse": [0.9, 0.8, 0.7, 0.9, 0.8, 0.7, 0.5, 0.4, 0.3]})
+    fig = faithfulness_curves(faith)
+    notes = [a.text for a in fig.layout.annotations if "coincide" in a.text]
+    assert notes == ["Const-DiM and Const-MSE coincide (their lines overlap)"]
+    apart = faithfulness_curves(faith.assign(rel_rmse=faith["rel_rmse"] + np.r_[0, 0, 0, 0.01, 0, 0, 0, 0, 0]))
+    assert not [a for a in apart.layout.annotations if "coincide" in a.text]
+    sweep = pd.DataFrame({"method": ["Const-DiM", "Const-MSE", "A-PSR"] * 2, "alpha": [1, 1, 1, 2, 2, 2],
+                          "attribute": [10, 10, 20, 30, 30, 40], "coherence": [90, 90, 85, 70, 70, 60]})
+    assert any("Const-DiM and Const-MSE coincide" in a.text for a in coherence_tradeoff(sweep).layout.annotations)
+
+
+def test_legends_never_scroll_and_radar_labels_are_words():
+    rows = [{"method": m, "layer": l, "rel_rmse": 0.1 * i + 0.01 * l}
+            for i, m in enumerate(["no steering", "paraphrase", "Const-DiM", "Const-MSE", "S-PSR", "A-PSR",
+                                   "Const-DiM @C80", "Const-MSE @C80", "S-PSR @C80", "A-PSR @C80"]) for l in range(3)]
+    fig = faithfulness_curves(pd.DataFrame(rows))
+    entries = sum(1 for t in fig.data if t.showlegend is not False)
+    plot_px = fig.layout.height - (fig.layout.margin.t or 60) - (fig.layout.margin.b or 60)  # the template: 60 each
+    assert entries == 10 and plot_px >= 24 * entries  # room for every entry, "@C80" ones included
+    table = pd.DataFrame({"method": ["prompt", "A-PSR", "S-PSR"], "extra_prompt_tokens": [22, 0, 0],
+                          "relative_latency": [1.2, 1.05, 1.01], "trained_params": [0, 34590, 1153]})
+    radar = radar_chart(table, units={"extra_prompt_tokens": "tokens"}, higher_is_better={
+        "extra_prompt_tokens": False, "relative_latency": False, "trained_params": False})
+    theta = list(radar.data[0].theta)
+    assert theta[:3] == ["extra prompt tokens<br>(tokens)", "relative latency", "trained params"]
+    assert radar.layout.legend.orientation == "h" and radar.layout.legend.y < 0  # below, not over an axis label
+    assert radar.layout.polar.domain.x[0] > 0.05 and radar.layout.polar.domain.x[1] < 0.95  # room for the labels

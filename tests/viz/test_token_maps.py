@@ -163,6 +163,16 @@ def test_layer_token_heatmap():
     assert labels[4] == "&lt;b&gt;&amp;x" and labels[3] == "␣Arr" and labels[0].startswith("<i>")
     assert trace.customdata[1][4][1] == "200"
     assert fig.layout.xaxis.title.text == "token" and fig.layout.yaxis.title.text == "layer"
+    # readable labels: a 13 px font, at most 45 degrees, room for each label
+    assert fig.layout.xaxis.tickfont.size >= 12 and abs(fig.layout.xaxis.tickangle) <= 45
+    assert fig.layout.width >= 160 + 20 * len(labels)
+
+
+def test_layer_token_heatmap_labels_stay_readable_on_a_long_answer():
+    rows = [{"layer": l, "position": p, "token": f"tok{p}", "norm": 1.0 + p} for l in (0, 1) for p in range(200)]
+    fig = layer_token_heatmap(pd.DataFrame(rows), scale="log")
+    shown = len(fig.layout.xaxis.tickvals)
+    assert shown <= 90 and fig.layout.width >= 160 + 20 * shown  # thinned out rather than squeezed
 
 # ---------------------------------------------------------------------------------------------
 # distributions

@@ -21,11 +21,64 @@ from plotly.subplots import make_subplots
 from workbench.viz.checks import numeric_column, require_columns
 from workbench.viz.theme import METHOD_COLORS, TEMPLATE, method_colors, method_key, method_order
 
-__all__ = ["coherence_tradeoff", "faithfulness_curves", "log_ticks", "loss_curves", "radar_chart", "results_bars"]
+__all__ = ["axis_label", "coherence_tradeoff", "coinciding", "faithfulness_curves", "fit_legend", "log_ticks", "loss_curves",
+           "note_coinciding", "radar_chart", "results_bars"]
 
 def _rgba(hex_colour: str, alpha: float) -> str:
     h = hex_colour.lstrip("#")
     return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+#: Height in px that each legend entry needs; a figure is made tall enough for its whole legend,
+#: since plotly scrolls a legend taller than the plot and hides the entries below.
+LEGEND_ENTRY_PX = 24
+
+
+def fit_legend(fig: go.Figure, base_height: int = 450) -> go.Figure:
+    """Make ``fig`` tall enough that its vertical legend shows every entry without scrolling."""
+    entries = sum(1 for t in fig.data if t.showlegend is not False and t.name)
+    margin = fig.layout.margin
+    chrome = (margin.t if margin.t is not None else 60) + (margin.b if margin.b is not None else 60)
+    fig.update_layout(height=max(fig.layout.height or base_height, chrome + 30 + LEGEND_ENTRY_PX * entries))
+    return fig
+
+
+def coinciding(curves: Mapping[str, np.ndarray]) -> list[list[str]]:
+    """Groups of names whose values are the same (to 1e-6 relative): drawn, they hide each other.
+
+    Example:
+        >>> coinciding({"Const-DiM": np.array([1.0, 2.0]), "Const-MSE": np.array([1.0, 2.0]), "A-PSR": np.array([0.5, 1.0])})
+        [['Const-DiM', 'Const-MSE']]
+    """
+    groups: list[list[str]] = []
+    for name, values in curves.items():
+        values = np.asarray(values, dtype=float)
+        for group in groups:
+            other = np.asarray(curves[group[0]], dtype=float)
+            if other.shape == values.shape and np.allclose(other, values, rtol=1e-6, atol=1e-12, equal_nan=True):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return [g for g in groups if len(g) > 1]
+
+
+def note_coinciding(fig: go.Figure, curves: Mapping[str, np.ndarray], what: str = "lines") -> list[list[str]]:
+    """Say on ``fig`` (a line under the title) which of ``curves`` coincide, so that a legend entry
+    whose line is hidden under another's is explained; returns the groups."""
+    groups = coinciding(curves)
+    if groups:
+        def names(group):
+            escaped = [html.escape(str(n)) for n in group]
+            return escaped[0] if len(escaped) == 1 else ", ".join(escaped[:-1]) + " and " + escaped[-1]
+
+        text = "; ".join(names(g) + " coincide" for g in groups)
+        fig.add_annotation(text=f"{text} (their {what} overlap)", xref="paper", yref="paper", x=0, y=1.0,
+                           xanchor="left", yanchor="bottom", yshift=6, showarrow=False,
+                           font=dict(size=12, color="#555555"))
+        top = fig.layout.margin.t if fig.layout.margin.t is not None else 60
+        fig.update_layout(margin=dict(t=max(top, 60) + 22))
+    return groups
 
 
 def faithfulness_curves(df: pd.DataFrame, reference: str = "paraphrase", title: str | None = None) -> go.Figure:
@@ -58,9 +111,11 @@ def faithfulness_curves(df: pd.DataFrame, reference: str = "paraphrase", title: 
     colours = {m: colours[b] for m, b in base.items()}
     bands = {"rel_rmse_lo", "rel_rmse_hi"} <= set(df.columns)
     fig = go.Figure()
+    curves = {}
     for method in method_order(df["method"]):
         part = df[df["method"] == method].sort_values("layer")
         x, y = part["layer"].to_numpy(), numeric_column(part, "rel_rmse", what)
+        curves[str(method)] = np.concatenate([x.astype(float), y])
         dashed = method_key(method) == method_key(reference)
         dotted = base[method] != method
         if bands:
@@ -82,7 +137,8 @@ def faithfulness_curves(df: pd.DataFrame, reference: str = "paraphrase", title: 
     fig.update_layout(template=TEMPLATE, title=dict(text=title or "Faithfulness to the prompt"),
                       xaxis=dict(title=dict(text="layer")),
                       yaxis=dict(title=dict(text="relative RMSE"), rangemode="tozero"))
-    return fig
+    note_coinciding(fig, curves)
+    return fit_legend(fig)
 
 
 def _target_label(target) -> str:
@@ -127,11 +183,14 @@ def coherence_tradeoff(
     methods = method_order(list(sweep["method"]) + ([] if results is None else list(results["method"])))
     colours = method_colors(methods)
     fig = go.Figure()
+    curves = {}
     for method in methods:
         part = sweep[sweep["method"] == method]
         if part.empty:
             continue
         part = part.assign(_a=numeric_column(part, "alpha", what)).sort_values("_a", na_position="last")
+        curves[str(method)] = np.concatenate([numeric_column(part, "coherence", what),
+                                              numeric_column(part, "attribute", what)])
         alone = bool(part["_a"].isna().all())
         fig.add_trace(go.Scatter(
             x=numeric_column(part, "coherence", what), y=numeric_column(part, "attribute", what), name=str(method),
@@ -161,7 +220,8 @@ def coherence_tradeoff(
     fig.update_layout(template=TEMPLATE, title=dict(text=title or "Attribute vs coherence as strength grows"),
                       xaxis=dict(title=dict(text="coherence (0–100)")),
                       yaxis=dict(title=dict(text="attribute score (0–100)")))
-    return fig
+    note_coinciding(fig, curves)
+    return fit_legend(fig)
 
 
 def results_bars(results: pd.DataFrame, metric: str = "attribute", title: str | None = None) -> go.Figure:
@@ -330,11 +390,13 @@ def radar_chart(
         span = v.max() - v.min()
         s = (v - v.min()) / span if span > 0 else np.ones_like(v)
         scores[a] = s if higher_is_better.get(a, True) else (1 - s if span > 0 else s)
-    theta = [f"{a} ({units[a]})" if a in units else a for a in axes]
+    theta = [axis_label(a, units.get(a)) for a in axes]
     colours = method_colors(table[method_col])
     fig = go.Figure()
+    curves = {}
     for i, method in enumerate(table[method_col]):
         r = [float(scores[a][i]) for a in axes]
+        curves[str(method)] = np.asarray(r)
         custom = [[f"{raw[a][i]:.4g}" + (f" {units[a]}" if a in units else ""),
                    "higher is better" if higher_is_better.get(a, True) else "lower is better"] for a in axes]
         fig.add_trace(go.Scatterpolar(
@@ -345,6 +407,30 @@ def radar_chart(
                            "<br>(%{customdata[1]}; score %{r:.2f})<extra></extra>")))
     fig.update_layout(template=TEMPLATE, title=dict(text=title or "Ways to adapt a model (outward = better)"),
                       polar=dict(radialaxis=dict(range=[0, 1.05], showticklabels=False, ticks=""),
-                                 bgcolor="white"), width=760, height=560, margin=dict(l=130, r=40, t=80, b=50))
+                                 angularaxis=dict(tickfont=dict(size=13)), bgcolor="white",
+                                 domain=dict(x=[0.12, 0.88], y=[0.0, 1.0])),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.12, yanchor="top"),
+                      width=860, height=720, margin=dict(l=40, r=40, t=110, b=130))
+    note_coinciding(fig, curves, what="polygons")
     return fig
+
+
+def axis_label(name: str, unit: str | None = None, width: int = 20) -> str:
+    """A column name as an axis label: words instead of snake_case, wrapped to lines of about
+    ``width`` characters (plotly ``<br>``), the unit on its own line.
+
+    Example:
+        >>> axis_label("extra_prompt_tokens", "tokens")
+        'extra prompt tokens<br>(tokens)'
+    """
+    words, lines, line = str(name).replace("_", " ").split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return html.escape("<br>".join(lines), quote=False).replace("&lt;br&gt;", "<br>") + (
+        f"<br>({html.escape(unit, quote=False)})" if unit else "")
 

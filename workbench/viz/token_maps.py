@@ -68,6 +68,9 @@ def _tick_text(v: float) -> str:
     return f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
 
 
+#: Font size (px) of the token labels under a layer x token heat map: readable at 100% zoom.
+TOKEN_LABEL_SIZE = 13
+
 #: The least height of a token heat map, in px: its colour bar spans the plot area, so this keeps
 #: the bar readable (>= 150 px) when only one layer and one line are drawn.
 MIN_HEIGHT = 240
@@ -295,7 +298,7 @@ def layer_token_heatmap(
     groups = np.repeat(np.asarray(layers)[:, None], len(positions), 1) if per_layer else None
     z, coloraxis = _colour(raw, groups, scale, value)
     custom = _hover_cells(positions, tokens, header, raw, layers)
-    step = max(1, math.ceil(len(positions) / 120))
+    step = max(1, math.ceil(len(positions) / 90))
     fig = go.Figure(go.Heatmap(
         x=positions, y=[f"L{layer}" for layer in layers], z=z, coloraxis="coloraxis", customdata=custom,
         hovertemplate=("<b>%{customdata[0]}</b><br>position %{x}, layer %{customdata[2]}"
@@ -304,9 +307,10 @@ def layer_token_heatmap(
     default = f"{value} by layer and token" + (f", sample {sample}" if sample is not None else "")
     fig.update_layout(
         template=TEMPLATE, title=dict(text=default if title is None else title), coloraxis=coloraxis,
-        width=max(600, min(1800, 150 + 14 * len(positions))), height=max(320, 160 + 18 * len(layers)),
+        width=max(600, min(2400, 160 + 24 * len(positions[::step]))), height=max(380, 220 + 18 * len(layers)),
         xaxis=dict(tickvals=positions[::step], ticktext=[_label(t, h) for t, h in zip(tokens, header)][::step],
-                   tickangle=-90, tickfont=dict(size=11), showgrid=False, title=dict(text="token")),
+                   tickangle=-45, tickfont=dict(size=TOKEN_LABEL_SIZE), showgrid=False, title=dict(text="token"),
+                   automargin=True),
         yaxis=dict(title=dict(text="layer"), autorange="reversed", showgrid=False),
     )
     return fig
