@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.workbench-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv demo demo-full test test-fast test-notebooks notebooks figures lab bench clean-cache claims
+.PHONY: venv demo demo-full test test-fast test-notebooks notebooks figures lab test-browser bench clean-cache claims
 
 venv: $(STAMP)
 
@@ -56,8 +56,22 @@ claims: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not integration"
 
+# JupyterLab on 127.0.0.1 only (root needs --allow-root, added only for uid 0). The settings in
+# notebooks/lab_settings.json (autosave off, widget state not saved) are installed as overrides
+# first, so that opening and running a notebook leaves the checkout as it was.
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	@mkdir -p $(LAB_SETTINGS) && cp notebooks/lab_settings.json $(LAB_SETTINGS)/workbench.json
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 $(LAB_ROOT_FLAG) notebooks
+
+# The browser tests alone (JupyterLab in headless Chromium; about 5 minutes). They need Debian's
+# chromium and chromium-driver, which this target does not install.
+test-browser: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+		echo "test-browser needs Chromium and its driver: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; }
+	$(PY) -m pytest tests/browser -m browser -v
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_extraction.py
