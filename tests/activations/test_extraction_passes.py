@@ -36,3 +36,22 @@ def test_the_short_passes_give_what_full_passes_give(tiny_model, tiny_pairs, mon
     full = extract_batch(tiny_model, tiny_pairs, layers=[0, 1])
     for field in ("base", "acc", "loc"):
         assert torch.equal(getattr(short, field), getattr(full, field))
+
+
+def test_the_patched_pass_reuses_the_base_pass_on_the_prompt(tiny_model, tiny_pairs, monkeypatch):
+    widths = []
+    block = tiny_model.bridge.original_model.model.layers[0]
+    handle = block.register_forward_pre_hook(lambda module, args, kwargs: widths.append(
+        (args[0] if args else kwargs["hidden_states"]).shape[1]), with_kwargs=True)
+    try:
+        reused = extract_batch(tiny_model, tiny_pairs)
+    finally:
+        handle.remove()
+    base_width = max(len(p.base_ids) for p in tiny_pairs)
+    past = min(p.base_start for p in tiny_pairs)
+    assert past > 0
+    assert widths == [max(len(p.steered_ids) for p in tiny_pairs), base_width, base_width - past]
+    monkeypatch.setattr(extraction, "cached_prefix_ok", lambda model: False)  # the patched pass from position 0
+    again = extract_batch(tiny_model, tiny_pairs)
+    torch.testing.assert_close(reused.loc, again.loc, rtol=1e-5, atol=1e-5)
+    assert torch.equal(reused.base, again.base) and torch.equal(reused.acc, again.acc)

@@ -13,17 +13,23 @@ Then ``D_acc[l] = A_l(x'y') - A_l(xy')`` and ``D_loc[l] = A_l(x'y') - Block_l(A~
 Activations are kept "packed": the span tokens of all samples stacked into ``[tokens, d_model]``.
 
 No pass computes the unembedding (they run the decoder stack, whose blocks carry the bridge's hooks),
-and on a single-device model no pass runs the blocks above the last recorded layer.
+and on a single-device model no pass runs the blocks above the last recorded layer. There the
+patched pass also starts where the spans start: the base pass keeps its keys and values, and the
+patched pass reads those of the prompt before the earliest span instead of computing them again.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from workbench.core.chat import AlignedPair, check_alignment
+from workbench.core.generation import new_kv_cache
 from workbench.core.models import LoadedModel
 from workbench.core.span import right_pad, span_index
 
@@ -84,31 +90,68 @@ def record_span(
     starts: Sequence[int],
     layers: Sequence[int],
     extra_hooks: Sequence[tuple[str, Callable]] = (),
+    cache=None,
+    past: int = 0,
 ) -> dict[int, torch.Tensor]:
     """One right-padded forward pass; the span (from ``starts`` to each end) at ``layers``.
 
     ``extra_hooks`` (e.g. overwrites of block inputs) are active during the pass; the records are
     taken at ``blocks.{l}.hook_resid_post`` after any hook added before them at that point.
     Returns ``{layer: [span tokens, d_model]}``, packed in sequence order.
+
+    ``cache`` (a Hugging Face ``DynamicCache``, decoder path only): with ``past == 0`` the pass
+    fills it; with ``past > 0`` it holds the keys and values of the first ``past`` positions of
+    these very sequences, and the pass runs only the positions after them (hooks then see
+    ``[batch, len - past, d_model]``; ``extra_hooks`` must index accordingly).
     """
     device = model.device
     ids, mask = right_pad(seqs, model.tokenizer.pad_token_id)
     rows, cols = span_index(starts, [len(s) - st for s, st in zip(seqs, starts)])
-    rows, cols = rows.to(device), cols.to(device)
+    rows, cols = rows.to(device), (cols - past).to(device)
     record: dict[int, torch.Tensor] = {}
     hooks = list(extra_hooks) + [(model.resid_hook(l), _recorder(record, l, rows, cols)) for l in layers]
     body = _decoder(model)
+    if (cache is not None or past) and (body is None or model.device_map is not None):
+        raise ValueError("a cached pass needs the decoder path on one device (see cached_prefix_ok)")
+    if past and (past > min(starts) or cache is None):
+        raise ValueError(f"past ({past}) must come with its cache and end before the earliest span start ({min(starts)})")
     if body is not None and model.device_map is None:
         hooks.append((model.resid_hook(max(layers)), _stop))  # nothing after the last recorded layer is needed
     try:
         with model.bridge.hooks(fwd_hooks=hooks):
             if body is None:
                 model.bridge(ids.to(device), attention_mask=mask.to(device), return_type=None)
-            else:  # the decoder without its unembedding: the bridge's hooks live inside it
+            elif cache is None:  # the decoder without its unembedding: the bridge's hooks live inside it
                 body(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            else:
+                positions = torch.arange(past, ids.shape[1], device=device).expand(ids.shape[0], -1)
+                body(input_ids=ids[:, past:].to(device), attention_mask=mask.to(device), position_ids=positions,
+                     use_cache=True, **{_cache_argument(type(body)): cache})
     except _StopForward:
         pass
     return record
+
+
+@lru_cache(maxsize=None)
+def _cache_argument(body_class: type) -> str:
+    """The name under which a decoder takes its KV cache (``cache`` in newer transformers)."""
+    params = inspect.signature(body_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _plain_cache(model: LoadedModel):
+    """A new KV cache whose layers all keep every position (none a sliding window), else ``None``."""
+    cache = new_kv_cache(model)
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return None
+    return cache
+
+
+def cached_prefix_ok(model: LoadedModel) -> bool:
+    """Whether the patched pass can reuse the base pass's keys and values on the prompt (decoder
+    path, one device)."""
+    return _decoder(model) is not None and model.device_map is None
 
 
 class _StopForward(Exception):
@@ -159,11 +202,21 @@ def extract_batch(
 
     steered_layers = sorted(set(layers) | ({l - 1 for l in layers if l > 0} if local else set()))
     steered = record_span(model, [p.steered_ids for p in pairs], [p.steered_start for p in pairs], steered_layers)
-    base = record_span(model, base_seqs, base_starts, layers)
+    # The patched pass differs from the base pass only from the span on (the prompt before it
+    # never sees the overwritten positions), so it reuses the base pass's keys and values there.
+    cache = _plain_cache(model) if local and cached_prefix_ok(model) else None
+    past = min(base_starts) if cache is not None else 0
+    base = record_span(model, base_seqs, base_starts, layers, cache=cache)
     loc = None
     if local:
-        overwrites = [(model.block_input_hook(l), _overwriter(steered[l - 1], rows, base_cols)) for l in layers if l > 0]
-        patched = record_span(model, base_seqs, base_starts, layers, extra_hooks=overwrites)
+        if cache is not None:
+            for layer in cache.layers:
+                if getattr(layer, "is_initialized", False):
+                    layer.keys, layer.values = layer.keys[..., :past, :], layer.values[..., :past, :]
+        overwrites = [(model.block_input_hook(l), _overwriter(steered[l - 1], rows, base_cols - past))
+                      for l in layers if l > 0]
+        patched = record_span(model, base_seqs, base_starts, layers, extra_hooks=overwrites, cache=cache, past=past)
+        del cache
         loc = torch.stack([(steered[l] - patched[l]).cpu() for l in layers])
 
     span_ids = torch.cat([torch.as_tensor(p.span_ids, dtype=torch.long) for p in pairs])
