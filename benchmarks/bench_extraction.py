@@ -5,7 +5,9 @@ For one fixed batch of aligned triplets, in the same run:
 - baseline: the bare HF forward pair (base and prompt-steered sequences) with
   ``output_hidden_states=True``, nothing saved;
 - extraction with local deltas (steered + base + patched pass, hooks, all layers, saved to disk);
-- extraction without local deltas (steered + base pass, saved).
+- extraction without local deltas (steered + base pass, saved);
+- for reference, extraction with local deltas whose patched pass recomputes the prompt instead of
+  reusing the base pass's keys and values there (what extraction did before that reuse).
 
 Prints span tokens per second for each and the ratio to the baseline (goal: >= 0.8 for the
 full extraction; note that it does three passes to the baseline's two, so 0.67 is the ideal).
@@ -23,6 +25,7 @@ import time
 
 import torch
 
+from workbench.activations import extraction as extraction_module
 from workbench.activations.deltas import extract_deltas
 from workbench.core.chat import align, encode_response
 from workbench.core.models import EMBEDDED_MODEL, load_model
@@ -78,23 +81,29 @@ def main() -> None:
     print(f"model {model.model_id}: {model.n_layers} layers, batch {args.batch}, {span_tokens} span tokens, "
           f"{all_tokens} tokens per forward pair, torch threads {torch.get_num_threads()}")
 
-    def extraction(local: bool):
+    def extraction(local: bool, reuse_prompt: bool = True):
         def run():
             directory = tempfile.mkdtemp(prefix="bench-store-")
+            reuse = extraction_module.cached_prefix_ok
+            if not reuse_prompt:
+                extraction_module.cached_prefix_ok = lambda model: False
             try:
                 extract_deltas(model, pairs, directory, batch_size=args.batch, local=local, progress=False)
             finally:
+                extraction_module.cached_prefix_ok = reuse
                 shutil.rmtree(directory, ignore_errors=True)
         return run
 
     baseline = timed(lambda: bare_forward_pair(model, pairs), args.repeats)
     full = timed(extraction(True), args.repeats)
     accumulated_only = timed(extraction(False), args.repeats)
+    no_reuse = timed(extraction(True, reuse_prompt=False), args.repeats)
     print(f"{'what':<44}{'seconds':>9}{'span tok/s':>12}{'ratio':>8}")
     for name, seconds in [
         ("bare HF forward pair (hidden states)", baseline),
         ("extraction: acc + local, all layers, saved", full),
         ("extraction: acc only, all layers, saved", accumulated_only),
+        ("  (acc + local, prompt recomputed in patch)", no_reuse),
     ]:
         print(f"{name:<44}{seconds:>9.3f}{span_tokens / seconds:>12.1f}{baseline / seconds:>8.2f}")
 

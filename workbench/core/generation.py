@@ -95,16 +95,25 @@ def _kv_argument_of(model_class: type) -> str:
 
 
 def forward_with_cache(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                       cache) -> torch.Tensor:
+                       cache, last_only: bool = False) -> torch.Tensor:
     """One forward through the bridge (hooks fire) that reads and extends ``cache`` in place.
 
     We hold the cache object ourselves instead of taking it from the bridge's
     ``return_type="logits_and_cache"``: with transformers >= 5.2x the output field is named
     ``cache``, the bridge still reads ``past_key_values`` and returns None, and decoding would then
-    silently run without context. Returns ``logits [batch, len, vocab]``.
+    silently run without context. Returns ``logits [batch, len, vocab]``, or ``[batch, 1, vocab]``
+    with ``last_only`` (the prefill of a generation: the unembedding of every prompt position
+    would cost a fifth of a small model's prefill, as Hugging Face ``generate`` also avoids).
     """
-    return model.bridge(ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                        return_type="logits", **{_kv_argument(model): cache})
+    extra = {"logits_to_keep": 1} if last_only and _takes_logits_to_keep(type(model.bridge.original_model)) else {}
+    logits = model.bridge(ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                          return_type="logits", **{_kv_argument(model): cache}, **extra)
+    return logits[:, -1:] if last_only else logits
+
+
+@lru_cache(maxsize=None)
+def _takes_logits_to_keep(model_class: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def _check_cache_filled(cache, length: int) -> None:
@@ -288,7 +297,7 @@ def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, re
             for span in spans:
                 span.mask = prefill
         cache = new_kv_cache(model)
-        logits = forward_with_cache(model, ids, mask, positions, cache)
+        logits = forward_with_cache(model, ids, mask, positions, cache, last_only=True)
         _check_cache_filled(cache, ids.shape[1])
         for span in spans:
             span.mask = None  # decode steps: every generated token is in the steered span (rows weights stay)
