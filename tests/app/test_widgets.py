@@ -182,7 +182,7 @@ def test_stop_from_a_callback_ends_training_early(tiny_model, data):
 
 
 def test_train_button_runs_in_a_thread_and_refuses_a_second_train(tiny_model, data):
-    panel = TrainingPanel(tiny_model, data, config=replace(CONFIG, steps=500))
+    panel = TrainingPanel(tiny_model, data, config=replace(CONFIG, steps=500), min_redraw_seconds=0)
     panel.steps.value = 3
     panel.train(blocking=True)  # a first run, so that a comparison table is up
     before = panel.results.value
@@ -225,7 +225,7 @@ def test_train_button_runs_in_a_thread_and_refuses_a_second_train(tiny_model, da
 
 
 def test_live_curve_redraws_every_step_with_readable_ticks(tiny_model, data):
-    panel = TrainingPanel(tiny_model, data, config=CONFIG)
+    panel = TrainingPanel(tiny_model, data, config=CONFIG, min_redraw_seconds=0)
     # before any training: a message, no empty figure
     assert panel.curve_plot.layout.display == "none" and panel.curve_plot.outputs == ()
     assert "Train" in panel.placeholder.value and panel.placeholder.layout.display != "none"
@@ -256,6 +256,15 @@ def test_live_curve_redraws_every_step_with_readable_ticks(tiny_model, data):
     assert panel.comparison.set_index("method").at["A-PSR", BEST] == pytest.approx(
         steerer.info.history["best_val_loss"] / 3)
     assert "relative MSE per layer" == panel.figure.layout.yaxis.title.text
+
+
+def test_fast_steps_do_not_flood_the_browser(tiny_model, data):
+    panel = TrainingPanel(tiny_model, data, config=CONFIG, redraw_seconds=1000, min_redraw_seconds=1000)
+    panel.train(blocking=True)
+    assert len(panel.history) == 12 and panel.redraws == 2  # the first step, then the end of the run
+    assert list(panel.figure.data[0].x) == list(range(1, 13))
+    with pytest.raises(ValueError, match="min_redraw_seconds"):
+        TrainingPanel(tiny_model, data, redraw_seconds=1, min_redraw_seconds=2)
 
 
 def test_stop_interrupts_the_preparation(tiny_model, data, monkeypatch):

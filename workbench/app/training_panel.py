@@ -100,6 +100,8 @@ class TrainingPanel(Displayable):
         plot_every: redraw the loss curve every this many steps (and at every validation, and
             whenever ``redraw_seconds`` have passed since the last redraw).
         redraw_seconds: the longest the curve and status go without a redraw during training.
+        min_redraw_seconds: the shortest time between two redraws (fast steps would otherwise
+            flood the browser with figures); 0 draws every step.
 
     Attributes (widgets): ``attribute``, ``method``, ``scope``, ``layer``, ``rank``, ``training``,
     ``steps``, ``train_button``, ``stop_button``, ``status``, ``notice`` (a warning that stays until
@@ -127,6 +129,7 @@ class TrainingPanel(Displayable):
         attributes: Sequence[str] | None = None,
         plot_every: int = 1,
         redraw_seconds: float = 2.0,
+        min_redraw_seconds: float = 0.25,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a workbench.steering.TrainConfig, got {type(config).__name__}")
@@ -134,7 +137,11 @@ class TrainingPanel(Displayable):
             raise ValueError(f"plot_every must be an integer >= 1, got {plot_every!r}")
         if not isinstance(redraw_seconds, (int, float)) or isinstance(redraw_seconds, bool) or redraw_seconds <= 0:
             raise ValueError(f"redraw_seconds must be a number > 0, got {redraw_seconds!r}")
+        if not isinstance(min_redraw_seconds, (int, float)) or isinstance(min_redraw_seconds, bool) \
+                or not 0 <= min_redraw_seconds <= redraw_seconds:
+            raise ValueError(f"min_redraw_seconds must be a number in [0, redraw_seconds], got {min_redraw_seconds!r}")
         self.model, self.config, self.plot_every, self.redraw_seconds = model, config, plot_every, float(redraw_seconds)
+        self.min_redraw_seconds = float(min_redraw_seconds)
         self._loader, names = self._data_source(data, attributes)
         self._data: dict[str, PreparedData] = {}
         self.others: dict[str, Steerer] = {}
@@ -521,12 +528,15 @@ class TrainingPanel(Displayable):
 
     def _on_step(self, progress: TrainProgress) -> bool:
         """The trainer's callback (training thread): record, redraw (every ``plot_every`` steps, at
-        validations, or after ``redraw_seconds``), then call the extra callbacks."""
+        validations, or after ``redraw_seconds``; never twice within ``min_redraw_seconds``), then
+        call the extra callbacks."""
         d = self._divisor
         val = None if progress.val_loss is None else progress.val_loss / d
         self.history.append({"step": progress.step, "train_loss": progress.train_loss / d, "val_loss": val})
         now = time.perf_counter()
-        if progress.step % self.plot_every == 0 or val is not None or now - self._last_draw >= self.redraw_seconds:
+        since = now - self._last_draw
+        wanted = progress.step % self.plot_every == 0 or val is not None or since >= self.redraw_seconds
+        if wanted and since >= self.min_redraw_seconds:
             self._draw_losses()
             best = "" if progress.best_val_loss is None else f", best validation {progress.best_val_loss / d:.4g}"
             per = " per layer" if d > 1 else ""
