@@ -28,8 +28,8 @@ from workbench import load_model
 from workbench.app.experiment import ExperimentConfig, prepare_data, run_data_efficiency, train_methods
 
 RUN = Path("../runs/notebooks/pirate")
-config = ExperimentConfig.notebook(weight_steps=8)
-config = replace(config, evaluation=replace(config.evaluation, max_steps=5))
+config = ExperimentConfig.notebook(weight_steps=6)
+config = replace(config, evaluation=replace(config.evaluation, max_steps=4))
 model = load_model()
 data = prepare_data(model, "pirate", RUN, config, progress=False)
 print(f"{len(data.pairs)} kept training triplets, {len(data.heldout_pairs)} held-out")
@@ -39,7 +39,7 @@ print(f"{len(data.pairs)} kept training triplets, {len(data.heldout_pairs)} held
 #
 # Every method below is trained on nested subsets of the kept triplets (8, 16 and all of them) and
 # compared with the prompt at coherence 80 on the same test questions (12 of them, 95% bootstrap
-# intervals). The LoRA and the fine-tune train for at most 8 steps of 8 sequences (early stopping
+# intervals). The LoRA and the fine-tune train for at most 6 steps of 8 sequences (early stopping
 # on the validation split the steerers use): on this 2-core CPU every step is a forward and a
 # backward pass of the whole 135M model. Everything is stored under the run directory and
 # reloaded on a second run.

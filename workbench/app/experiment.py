@@ -98,7 +98,7 @@ class ExperimentConfig:
     plus_prompt: str | None = "A-PSR"
     steps: int = 300
     joint_steps: int = 30
-    weight_steps: int = 16
+    weight_steps: int = 10
     weight_lr: float | None = None
     seed: int = 0
     batch_size: int = 16
