@@ -95,6 +95,11 @@ class WeightInfo:
             raise ValueError(f"a fine-tune has no rank (0), got {self.rank!r}")
 
     @property
+    def form(self) -> str:
+        """``"weights"``: not one of the steerers' intervention formulas (``"const"``, ``"psr"``)."""
+        return "weights"
+
+    @property
     def name(self) -> str:
         """``"LoRA r8"`` or ``"Fine-tune"`` (the grammar of :mod:`workbench.steering.names`)."""
         return method_name(self.method, "all", self.rank or 1)
