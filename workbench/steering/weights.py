@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, Iterator
 
-import peft
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -172,6 +171,8 @@ def injected_lora(model, paths, rank: int, *, seed: int | None = None) -> Iterat
 
     ``seed``: seeds peft's initialisation (A Kaiming-uniform, B zero); the global RNG is untouched.
     """
+    import peft  # heavy (~2 s to import): loaded only when a LoRA is trained or applied
+
     root = hf_module(model)
     params = list(root.parameters())
     flags = [p.requires_grad for p in params]
