@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from browser_lab import Browser, Lab, wait_for
@@ -25,10 +26,17 @@ class NotebookPage:
     # -- reading -------------------------------------------------------------------------------
 
     def kernel_idle(self) -> bool:
-        status = self.browser.js(
-            "const el = document.querySelector('.jp-NotebookPanel .jp-Notebook-ExecutionIndicator');"
-            "return el ? el.getAttribute('data-status') : null;")
-        return status == "idle"
+        """The status bar reads "<kernel> | Idle" (not Connecting, Starting or Busy)."""
+        return bool(self.browser.js(
+            "const bar = document.querySelector('#jp-main-statusbar');"
+            "return bar ? /\\| Idle/.test(bar.innerText) : false;"))
+
+    def scroll_through(self, pause: float = 0.3) -> None:
+        """Bring every cell into view once, so that each stored output is rendered."""
+        cells = self.driver.find_elements(self.by.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")
+        for cell in cells:
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", cell)
+            time.sleep(pause)
 
     def text(self) -> str:
         return self.browser.js("return document.querySelector('.jp-NotebookPanel').innerText;")
@@ -73,6 +81,33 @@ class NotebookPage:
         ActionChains(self.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
         wait_for(lambda: self.prompt(index) not in ("[ ]:", ""), 20, f"code cell {index} to start")
         wait_for(lambda: "*" not in self.prompt(index) and self.kernel_idle(), timeout, f"code cell {index} to finish")
+
+    def append_and_run(self, code: str, timeout: float = 120) -> None:
+        """Add a code cell at the end (in the browser only: nothing is saved), type ``code``, run it."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        cells = self.driver.find_elements(self.by.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", cells[-1])
+        cells[-1].find_element(self.by.CSS_SELECTOR, ".jp-InputPrompt").click()
+        before = len(self.code_cells())
+        ActionChains(self.driver).send_keys(Keys.ESCAPE).send_keys("b").perform()
+        wait_for(lambda: len(self.code_cells()) == before + 1, 10, "the new cell")
+        ActionChains(self.driver).send_keys(Keys.ENTER).send_keys(code).key_down(Keys.SHIFT).send_keys(
+            Keys.ENTER).key_up(Keys.SHIFT).perform()
+        index = before
+        wait_for(lambda: re.match(r"\[\d+\]:", self.prompt(index)), timeout, f"the new cell {code!r} to run")
+        wait_for(self.kernel_idle, timeout, "the kernel after the new cell")
+
+    def leave(self) -> None:
+        """Navigate away, accepting JupyterLab's "unsaved changes" prompt (nothing is saved)."""
+        from selenium.common.exceptions import NoAlertPresentException
+
+        self.driver.get("about:blank")
+        try:
+            self.driver.switch_to.alert.accept()
+        except NoAlertPresentException:
+            pass
 
     def button(self, label: str):
         return self.driver.find_element(

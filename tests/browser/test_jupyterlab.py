@@ -51,13 +51,120 @@ def unchanged_notebooks(lab):
 def test_stored_notebooks_open_without_widget_errors(lab, browser, unchanged_notebooks):
     for name in NOTEBOOKS:
         page = NotebookPage(browser, lab, f"notebooks/{name}")
-        text = page.text()
         browser.shot(name.removesuffix(".ipynb"))
+        dialogs = browser.js("return Array.from(document.querySelectorAll('.jp-Dialog')).map(d => d.innerText);")
+        assert dialogs == [], f"{name}: {dialogs}"  # e.g. jupytext's "File Load Error" when the pair differs
+        page.scroll_through()
+        text = page.text()
         assert ERROR_WIDGET not in text, name
         assert "VBox(children" not in text, name
         if name.startswith(("03_", "04_")):
             assert HINT in text, f"{name}: the stored widget cell does not say to run it"
     _clean(browser)
+
+
+TINY_CELLS = [
+    """from workbench.app.experiment import ExperimentConfig, prepare_data
+from workbench.app.lambda_explorer import LambdaExplorer
+from workbench.app.training_panel import TrainingPanel
+from workbench.core.models import load_model
+from workbench.data.attributes import make_attribute
+from workbench.judges.offline import FunctionJudge
+from workbench.steering import TrainConfig, train_steerer
+from workbench.viz.notebook import use_notebook_renderer
+
+use_notebook_renderer()
+model = load_model("tiny-random-llama", n_layers=3, seed=0)
+questions = [f"Tell me about thing number {i}, please?" for i in range(40)]
+attribute = make_attribute("talky", "Says anything at all.", ["You talk a lot.", "Talk, talk, talk."], questions,
+                           lambda r: 60.0 + min(40.0, len(r)), paraphrases=["Be very talkative."])
+data = prepare_data(model, attribute, "tiny-run", ExperimentConfig(n_train=6, n_heldout=3, max_new_tokens=6, batch_size=8),
+                    triplet_coherence=FunctionJudge(lambda r: 100.0), progress=False)
+a_psr = train_steerer("psr-mse", model, data.soft_labels, layers=None, store=data.store, pairs=data.pairs,
+                      attribute="talky", config=TrainConfig(steps=20), progress=False)""",
+    """panel = TrainingPanel(model, data, others={"A-PSR": a_psr}, config=TrainConfig(steps=12, eval_every=4, patience=0))
+panel""",
+    """explorer = LambdaExplorer(model, a_psr, questions[:2], "You talk a lot.", alpha=1.0, max_new_tokens=8)
+explorer.refresh()
+explorer""",
+]
+
+
+def test_widgets_on_a_tiny_model(lab, browser, unchanged_notebooks):
+    """The panel and the explorer on a random 3-layer model in a scratch notebook (under runs/,
+    which git ignores): runs anywhere in seconds, so it needs no stored run."""
+    import nbformat
+
+    scratch = REPO / "runs" / "browser-tests"
+    scratch.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in TINY_CELLS])
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    nbformat.write(notebook, scratch / "tiny_widgets.ipynb")
+    page = NotebookPage(browser, lab, "runs/browser-tests/tiny_widgets.ipynb")
+    page.run_cell(0, timeout=180)
+    page.run_cell(1, timeout=60)
+    page.wait_text("The loss curve appears here", 30)
+    assert not any("training loss" in p["title"] for p in page.plots())
+    browser.shot("panel_ready")
+
+    page.set_text_field("steps", "4")
+    page.button("Train").click()
+    page.wait_text("finished 4 steps", 120)
+    browser.shot("trained_4_steps")
+    assert "S-PSR L1 compared" in page.text()
+    header = browser.js("return Array.from(document.querySelectorAll('.widget-html-content table th'))"
+                        ".map(th => th.innerText);")
+    assert [h for h in header if h.startswith("relRMSE")] == ["relRMSE L1", "relRMSE L2"]
+    (curve,) = [p for p in page.plots() if "training loss" in p["title"]]
+    assert curve["points"] == 4 and "markers" in curve["mode"] and curve["svg"] > 0
+
+    page.set_text_field("steps", "200000")
+    page.button("Train").click()
+    page.wait_text("training S-PSR L1: step", 60)
+    assert page.button("Train").get_attribute("disabled") is not None
+    assert "previous comparison (stale" in page.text()
+    browser.shot("training_running")
+    page.button("Stop").click()
+    page.wait_text("stopped after", 60)
+    wait_for(lambda: "compared" in page.text() and "stale" not in page.text(), 120, "the new comparison")
+    stopped = int(re.search(r"stopped after (\d+) of 200000 steps", page.text()).group(1))
+    (curve,) = [p for p in page.plots() if "training loss" in p["title"]]
+    assert 1 <= stopped < 200000 and curve["points"] == stopped
+    assert page.button("Train").get_attribute("disabled") is None
+    browser.shot("stopped")
+
+    page.run_cell(2, timeout=120)
+    wait_for(lambda: [p for p in page.plots() if "(a) lambda" in p["title"]], 60, "the lambda map")
+    (before,) = [p for p in page.plots() if "(a) lambda" in p["title"]]
+    _move_alpha(page, "1.5")
+    (after,) = [p for p in page.plots() if "(a) lambda" in p["title"]]
+    assert (after["cmin"], after["cmax"]) == (before["cmin"], before["cmax"])  # one colour scale across alpha
+    assert before["height"] >= 240
+    browser.shot("explorer_alpha_1.5")
+
+    # a browser reload with the kernel alive: displaying the panel again shows its curve
+    page.leave()
+    page = NotebookPage(browser, lab, "runs/browser-tests/tiny_widgets.ipynb")
+    page.append_and_run("panel")
+    wait_for(lambda: [p for p in page.plots() if "training loss" in p["title"]], 60, "the curve after a reload")
+    (curve,) = [p for p in page.plots() if "training loss" in p["title"]]
+    assert curve["points"] == stopped and ERROR_WIDGET not in page.text()
+    browser.shot("after_reload")
+    _clean(browser)
+
+
+def _move_alpha(page, target: str) -> None:
+    """Two steps right on the alpha slider's handle (keyboard), then Generate; waits for the new map."""
+    from selenium.webdriver.common.keys import Keys
+
+    handle = page.slider_handle("alpha")
+    handle.click()
+    handle.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)  # steps of 0.25
+    wait_for(lambda: float(page.slider_readout("alpha")) == float(target), 20, f"the slider at {target}")
+    page.wait_text("press Generate", 30)
+    page.button("Generate").click()
+    wait_for(lambda: any(f"alpha {target}" in p["title"] for p in page.plots()), 300, f"the map at alpha {target}")
+    page.wait_text(f"alpha {target}: steered answer", 60)
 
 
 def test_training_panel_train_stop_reload(lab, browser, unchanged_notebooks):
@@ -98,9 +205,11 @@ def test_training_panel_train_stop_reload(lab, browser, unchanged_notebooks):
     assert page.button("Train").get_attribute("disabled") is None
     browser.shot("stopped")
 
-    # a browser reload with the kernel alive: the curve is drawn again (it lives in the widget state)
-    browser.driver.refresh()
+    # a browser reload with the kernel alive (autosave is off, so the page shows the stored outputs):
+    # displaying the panel again shows its curve (it lives in the widget state), nothing lost
+    page.leave()
     page = NotebookPage(browser, lab, "notebooks/03_train_probes.ipynb")
+    page.append_and_run("panel")
     wait_for(lambda: [p for p in page.plots() if "training loss" in p["title"]], 60, "the curve after a reload")
     (curve,) = [p for p in page.plots() if "training loss" in p["title"]]
     assert curve["points"] == stopped and ERROR_WIDGET not in page.text()
@@ -109,8 +218,6 @@ def test_training_panel_train_stop_reload(lab, browser, unchanged_notebooks):
 
 
 def test_lambda_explorer_alpha_slider(lab, browser, unchanged_notebooks):
-    from selenium.webdriver.common.keys import Keys
-
     _need_run()
     page = NotebookPage(browser, lab, "notebooks/04_lambda_over_text.ipynb")
     page.run_cell(0, timeout=600)
@@ -121,14 +228,7 @@ def test_lambda_explorer_alpha_slider(lab, browser, unchanged_notebooks):
     (before,) = [p for p in page.plots() if "(a) lambda" in p["title"]]
     assert before["height"] >= 240 and before["cmax"] is not None
 
-    handle = page.slider_handle("alpha")
-    handle.click()
-    handle.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)  # 1.75 -> 2.25 in steps of 0.25
-    wait_for(lambda: page.slider_readout("alpha") == "2.25", 20, "the slider at 2.25")
-    page.wait_text("press Generate", 30)
-    page.button("Generate").click()
-    wait_for(lambda: any("alpha 2.25" in p["title"] for p in page.plots()), 300, "the map at alpha 2.25")
-    page.wait_text("alpha 2.25: steered answer", 60)
+    _move_alpha(page, "2.25")  # from 1.75
     browser.shot("explorer_alpha_2.25")
     (after,) = [p for p in page.plots() if "(a) lambda" in p["title"]]
     assert (after["cmin"], after["cmax"]) == (before["cmin"], before["cmax"])  # one colour scale across alpha

@@ -165,3 +165,14 @@ def test_legends_never_scroll_and_radar_labels_are_words():
     assert theta[:3] == ["extra prompt tokens<br>(tokens)", "relative latency", "trained params"]
     assert radar.layout.legend.orientation == "h" and radar.layout.legend.y < 0  # below, not over an axis label
     assert radar.layout.polar.domain.x[0] > 0.05 and radar.layout.polar.domain.x[1] < 0.95  # room for the labels
+
+
+@pytest.mark.parametrize("lo, hi", [(0.75, 1.3), (1.6, 1.8), (0.967, 0.991), (0.01, 10), (0.84, 0.845), (1e-3, 1e3)])
+def test_log_ticks_are_whole_numbers_inside_the_range(lo, hi):
+    from workbench.viz.curves import log_ticks
+
+    values, labels = log_ticks(lo, hi)
+    assert 2 <= len(values) <= 8 and values == sorted(values)
+    assert all(lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9) for v in values)
+    assert [float(t) for t in labels] == pytest.approx(values)  # each label is the number itself
+    assert len(set(labels)) == len(labels)  # never plotly's repeated bare mantissas ("10 5 2 1 5 2")

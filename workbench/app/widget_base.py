@@ -10,7 +10,7 @@ state, so JupyterLab draws it again after a browser reload.
 A widget lives in its kernel: a saved notebook (or one whose kernel restarted) cannot show it. So
 the widget's output carries a text and HTML hint to run the cell (what GitHub, nbviewer or a
 terminal show instead), and under the widget a one-line caption says what to do when JupyterLab
-reports "Error displaying widget" after a kernel restart.
+reports the widget's model not found after a kernel restart.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from workbench.viz.notebook import figure_bundle
 __all__ = ["Displayable", "RERUN_CAPTION", "show_figure", "status_html", "widget_hint"]
 
 #: Shown under every workbench widget (a static output that survives a kernel restart).
-RERUN_CAPTION = ("interactive widget, alive while its kernel runs: after a kernel restart (\"Error displaying "
-                 "widget: model not found\") or in a saved copy, run this cell again")
+RERUN_CAPTION = ("interactive widget, alive while its kernel runs: after a kernel restart (JupyterLab then "
+                 "reports its model not found) or in a saved copy, run this cell again")
 
 _STATUS_COLOURS = {"info": "#444444", "ok": "#1B7837", "warning": "#B35806", "error": "#B2182B"}
 

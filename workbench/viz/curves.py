@@ -281,6 +281,13 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> tuple[list[float], li
             return values, [f"{v:g}" for v in values]
     if hi / lo < 1.0001:
         return [float(f"{lo:.3g}")], [f"{lo:.3g}"]
+    # a range within one mantissa step: round linear steps of 1, 2 or 5 x 10^k (3 to 6 ticks)
+    for step in sorted(m * 10.0 ** e for e in range(int(np.floor(np.log10(hi - lo))) - 2,
+                                                      int(np.ceil(np.log10(hi - lo))) + 1) for m in (1, 2, 5)):
+        first, last = int(np.ceil(lo / step - 1e-9)), int(np.floor(hi / step + 1e-9))
+        if 3 <= last - first + 1 <= 6:
+            values = [float(f"{k * step:.6g}") for k in range(first, last + 1)]
+            return values, [f"{v:g}" for v in values]
     values = [float(f"{v:.3g}") for v in (lo, float(np.sqrt(lo * hi)), hi)]
     return values, [f"{v:g}" for v in values]
 

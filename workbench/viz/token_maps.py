@@ -122,7 +122,7 @@ def _colour(values: np.ndarray, groups: np.ndarray | None, scale: str, value: st
         lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
         if zrange is not None:
             lo, hi = zlo, zhi
-            title = f"{title}<br>(fixed {lo:g}–{hi:g})"
+            title = f"{title}<br>(fixed range)"
         z = v
         axis = dict(colorscale=SEQUENTIAL, cmin=lo, cmax=hi if hi > lo else lo + 1e-6,
                     colorbar=dict(title=dict(text=title)))
@@ -269,7 +269,7 @@ def token_heatmap(
     height = max(height, MIN_HEIGHT)  # a short figure (one layer, one line) would squash the colour bar
     default = f"{value} per token" + (f", sample {sample}" if sample is not None else "")
     fig.update_layout(
-        template=TEMPLATE, title=dict(text=default if title is None else title), height=height, width=1000,
+        template=TEMPLATE, title=dict(text=default if title is None else title), height=height, width=900,
         coloraxis=coloraxis, margin=dict(l=60, r=20, t=50, b=30 if len(positions) == total else 55),
         xaxis=dict(visible=False, range=[0, max([wrap] + [sum(widths[i] for i in line) for line in lines])],
                    showgrid=False),
