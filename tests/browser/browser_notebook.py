@@ -99,6 +99,15 @@ class NotebookPage:
         wait_for(lambda: re.match(r"\[\d+\]:", self.prompt(index)), timeout, f"the new cell {code!r} to run")
         wait_for(self.kernel_idle, timeout, "the kernel after the new cell")
 
+    def save(self) -> None:
+        """Ctrl+S, then wait until the tab is no longer marked modified."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        ActionChains(self.driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+        wait_for(lambda: not self.driver.find_elements(self.by.CSS_SELECTOR, ".lm-TabBar-tab.jp-mod-dirty"), 30,
+                 "the notebook to be saved")
+
     def leave(self) -> None:
         """Navigate away, accepting JupyterLab's "unsaved changes" prompt (nothing is saved)."""
         from selenium.common.exceptions import NoAlertPresentException
