@@ -271,15 +271,22 @@ def test_stop_interrupts_the_preparation(tiny_model, data, monkeypatch):
     panel = TrainingPanel(tiny_model, data, config=CONFIG)
     real = training_panel.make_trainer
 
+    statuses = []
+
     def stop_then_record(method, *args, training=None, **kwargs):
+        statuses.append(panel.status.value)
         if training == "joint":  # recording the prompt-steered targets: model passes
             panel.stop_button.click()
+            statuses.append(panel.status.value)
         return real(method, *args, training=training, **kwargs)
 
     monkeypatch.setattr(training_panel, "make_trainer", stop_then_record)
     choose(panel, "PSR-LL", steps=4)
     assert panel.train(blocking=True) is None
     assert panel._model_passes == 1  # interrupted in its first model pass
+    assert "preparing S-PSR-LL L1: reading the training data" in statuses[0]
+    assert "preparing S-PSR-LL L1: recording the prompt-steered targets of" in statuses[1]
+    assert "stopping S-PSR-LL L1 now" in statuses[2]
     assert "stopped while preparing" in panel.status.value and panel.trained == {} and panel.history == []
     assert not panel.running and not panel.train_button.disabled and panel.error is None
     monkeypatch.setattr(training_panel, "make_trainer", real)
