@@ -3,7 +3,8 @@
 On the embedded model, the same prompts (one batch of ``--batch``), greedy, exactly
 ``--new-tokens`` new tokens per row (no early stop on either side), each of these in a fresh process:
 
-- ``hf``: ``model.bridge.original_model.generate`` (the Hugging Face model the bridge wraps);
+- ``hf``: ``generate`` of the plain Hugging Face model loaded from the same weights (never wrapped
+  by a TransformerBridge, whose hook points sit inside the model it wraps);
 - ``plain``: :func:`workbench.core.generation.generate_batch` without steering;
 - ``apsr``: the same with an A-PSR steerer (random rank-1 PSR at every layer, seeded) at alpha 1.
 
@@ -72,16 +73,19 @@ def run_one(args: argparse.Namespace) -> dict:
 
     from workbench.core.chat import prompt_ids
     from workbench.core.generation import SamplingConfig, generate_batch, left_pad
-    from workbench.core.models import load_model
+    from workbench.core.models import _load_embedded, load_model
 
     torch.set_num_threads(args.threads)
-    model = load_model()
-    tok = model.tokenizer
+    if args.mode == "hf":  # the plain Hugging Face model from the same weights, never wrapped by a bridge
+        hf, tok = _load_embedded(torch.float32)
+        hf.eval()
+    else:
+        model = load_model()
+        tok = model.tokenizer
     encoded = [prompt_ids(tok, QUESTIONS[i % len(QUESTIONS)]) for i in range(args.batch)]
     prompts, header_lens = [p for p, _ in encoded], [h for _, h in encoded]
     config = SamplingConfig(max_new_tokens=args.new_tokens, temperature=0, stop_at_end_of_turn=False)
     if args.mode == "hf":
-        hf = model.bridge.original_model
         ids, mask = left_pad(prompts, tok.pad_token_id)
 
         def generate(n_new: int):
