@@ -113,3 +113,23 @@ def test_claims_config_checks_and_sizes():
     assert ClaimsConfig.sized("full").experiment.evaluation.n_test is None
     assert ClaimsConfig.sized("tiny").experiment.evaluation.n_test < ClaimsConfig().experiment.evaluation.n_test
     assert len(ClaimsConfig().attribute_names) >= 5
+
+
+def test_findings_1_and_4_are_kept_when_the_comparison_is_cut_short(tiny_model, talky, tmp_path, monkeypatch):
+    judges = {"coherence_judge": LENGTH, "triplet_coherence": ALWAYS}
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the run were stopped during the comparison
+
+    monkeypatch.setattr(claims, "run_experiment", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_claims(tiny_model, tiny_config(), tmp_path, attributes=[talky], judges=judges, progress=False,
+                   log=lambda line: None)
+    lines = []
+    table = run_claims(tiny_model, tiny_config(), tmp_path, attributes=[talky], judges=judges, progress=False,
+                       stored_only=True, log=lines.append).table
+    assert sorted(set(table["finding"])) == [1, 4] and "findings 1 and 4 only" in lines[0]
+    assert (tmp_path / "claims.md").is_file()
+    empty = run_claims(tiny_model, tiny_config(), tmp_path / "fresh", attributes=[talky], judges=judges,
+                       progress=False, stored_only=True, log=lines.append).table
+    assert empty.empty and "not measured yet" in lines[-2]

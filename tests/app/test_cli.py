@@ -78,7 +78,7 @@ def test_claims_options_reach_the_report(monkeypatch, tmp_path, capsys):
     seen = {}
 
     def fake_run(model, config, out, **kwargs):
-        seen.update(model=model, config=config, out=out)
+        seen.update(model=model, config=config, out=out, **kwargs)
         row = dict.fromkeys(CLAIM_COLUMNS, "")
         row.update(finding=2, attribute="cat", claim="S-PSR > Const-DiM", value=1.5, lo=0.5, hi=2.5, n=40,
                    verdict="holds")
@@ -89,7 +89,7 @@ def test_claims_options_reach_the_report(monkeypatch, tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     config = seen["config"]
     assert config.attributes == ("cat", "pirate") and config.instructions == () and config.experiment.seed == 3
-    assert config.experiment.evaluation.n_test == 8 and seen["out"] == str(tmp_path)
+    assert config.experiment.evaluation.n_test == 8 and seen["out"] == str(tmp_path) and not seen["stored_only"]
     out = capsys.readouterr().out
     assert "| cat | S-PSR > Const-DiM | 1.5 | [0.5, 2.5] | 40 " in out and "**holds**" in out
     assert main(["claims", "--attributes", "nobody", "--out", str(tmp_path)]) == 2

@@ -45,7 +45,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.activations.deltas import magnitude_by_kind, pairs_fingerprint, token_magnitudes
-from workbench.app.experiment import ExperimentConfig, run_experiment, train_methods
+from workbench.app.experiment import ExperimentConfig, prepare_data, run_experiment, train_methods
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.fingerprint import fingerprint
 from workbench.core.models import LoadedModel, load_model
@@ -246,14 +246,17 @@ def _score(comparison, method: str, target: str) -> str:
 
 
 def faithfulness_rows(errors: pd.DataFrame, name: str, single_layer: int, n_layers: int, figures: Path,
-                      config: ClaimsConfig, seed: int, const_alpha: float, target: str = "C80") -> list[dict]:
-    """Findings 3 and 4 from per-triplet faithfulness errors (``target``: the TA@C target whose
-    strength the constant vector is measured at)."""
+                      config: ClaimsConfig, seed: int, const_alpha: float = math.nan, target: str = "C80",
+                      findings: Sequence[int] = (3, 4)) -> list[dict]:
+    """Findings 3 and 4 (those of ``findings``) from per-triplet faithfulness errors (``target``:
+    the TA@C target whose strength the constant vector is measured at)."""
     curves = faithfulness_intervals(errors, n_boot=config.n_boot, seed=seed)
     rows = []
     const = f"Const-DiM @{target}"
     kw = dict(n_boot=config.n_boot, seed=seed)
-    if const in set(errors["method"]):
+    if 3 not in findings:
+        pass
+    elif const in set(errors["method"]):
         layer = single_layer
         last = n_layers - 1
         fig = faithfulness_curves(curves[curves["method"].isin([const, "paraphrase", "no steering"])],
@@ -271,7 +274,9 @@ def faithfulness_rows(errors: pd.DataFrame, name: str, single_layer: int, n_laye
                       "held-out triplets", f"not measured: the TA@{target} search found no strength")]
     variants = [m for m in ("A-PSR", "A-PSR r4", "A-PSR (joint)") if m in set(errors["method"])]
     from_layer = n_layers // 2
-    if "paraphrase" in set(errors["method"]):
+    if 4 not in findings:
+        pass
+    elif "paraphrase" in set(errors["method"]):
         fig = faithfulness_curves(curves[curves["method"].isin([*variants, "paraphrase", "no steering"])],
                                   title=f"{name}: A-PSR variants against the paraphrase (95% bands over triplets)")
         path = _write_figure(fig, figures, f"f4-{name}")
@@ -332,36 +337,45 @@ class _Model:
         return self._model
 
 
-def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, progress: bool, judges: dict) -> list[dict]:
+def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, progress: bool, judges: dict,
+                    partial: Path) -> list[dict]:
+    """One attribute's rows, in two stages: findings 1 and 4 need only the data and the steerers
+    (their rows are stored at ``partial`` as soon as they are measured); findings 2 and 3 need the
+    equal-coherence comparison."""
     m = model.get()
     name = attribute.name
     experiment = replace(config.experiment, attribute=name)
     run_dir = out / "runs" / name
-    result = run_experiment(m, experiment, run_dir, attribute=attribute, progress=progress, **judges)
-    extras = {}
-    if config.extra_methods:
-        extras = train_methods(m, result.data, replace(experiment, methods=config.extra_methods, plus_prompt=None),
-                               run_dir / "steerers", progress=progress)
     figures = out / "figures"
     seed = experiment.seed
-    table = token_magnitudes(result.data.store, m.tokenizer)
-    rows = spread_rows(table, attribute, figures, config, seed)
-    rows += comparison_rows(result.comparison, name, figures)
-    steerers = {**result.steerers, **extras}
-    labels = result.data.heldout_labels
-    measured = {n: (steerers[n], list(labels)) for n in ("A-PSR", "A-PSR r4", "A-PSR (joint)") if n in steerers}
+    data = prepare_data(m, attribute, run_dir, experiment, triplet_coherence=judges.get("triplet_coherence"),
+                        progress=progress)
+    steerers = train_methods(m, data, replace(experiment, methods=experiment.methods + config.extra_methods,
+                                              plus_prompt=None), run_dir / "steerers", progress=progress)
+    if partial.is_file():
+        first = json.loads(partial.read_text())["rows"]
+    else:
+        first = spread_rows(token_magnitudes(data.store, m.tokenizer), attribute, figures, config, seed)
+        variants = {n: (steerers[n], list(data.heldout_labels)) for n in ("A-PSR", "A-PSR r4", "A-PSR (joint)")
+                    if n in steerers}
+        errors = _stored_errors(m, data, variants, run_dir / "claims")
+        first += faithfulness_rows(errors, name, experiment.single_layer(m), m.n_layers, figures, config, seed,
+                                   findings=(4,))
+        atomic_write_json(partial, {"unit": name, "findings": [1, 4], "rows": first})
+    result = run_experiment(m, experiment, run_dir, attribute=attribute, data=data, progress=progress, **judges)
+    rows = comparison_rows(result.comparison, name, figures)
     numeric = [label for label in result.comparison.meta["targets"] if label != "Cp"]
     target = numeric[0] if numeric else "C80"
     row = result.results[(result.results["method"] == "Const-DiM") & (result.results["target"] == target)]
     const_alpha = float(row["alpha"].iloc[0]) if len(row) else math.nan
-    if not math.isnan(const_alpha):
-        measured[f"Const-DiM @{target}"] = (steerers["Const-DiM"], const_alpha)
-    errors = _stored_errors(m, result.data, measured, run_dir / "claims")
+    measured = {} if math.isnan(const_alpha) else {f"Const-DiM @{target}": (steerers["Const-DiM"], const_alpha)}
+    errors = _stored_errors(m, data, measured, run_dir / "claims")
     rows += faithfulness_rows(errors, name, experiment.single_layer(m), m.n_layers, figures, config, seed, const_alpha,
-                              target)
+                              target, findings=(3,))
     atomic_write_bytes(run_dir / "claims" / "differences.csv",
                        result.comparison.differences().to_csv(index=False, float_format="%.6g").encode("utf-8"))
-    return rows
+    order = {1: 0, 2: 1, 3: 2, 4: 3}
+    return sorted(first + rows, key=lambda r: order.get(r["finding"], 9))
 
 
 def _stored_errors(model: LoadedModel, data, measured: dict, directory: Path) -> pd.DataFrame:
@@ -393,7 +407,7 @@ def _duration(seconds: float) -> str:
 
 def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out: str | Path = "reports/claims", *,
                attributes: Sequence | None = None, judges: dict | None = None, progress: bool = True,
-               log: Callable[[str], None] | None = None) -> ClaimsResult:
+               stored_only: bool = False, log: Callable[[str], None] | None = None) -> ClaimsResult:
     """Measure the five findings on every attribute of ``config`` and write ``claims.csv``,
     ``claims.md`` and ``figures/`` into ``out``; resumes from what ``out`` holds.
 
@@ -403,6 +417,8 @@ def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out
             ``config.attributes`` (e.g. one made with ``make_attribute``).
         judges: ``attribute_judge``, ``coherence_judge``, ``triplet_coherence`` for
             :func:`~workbench.app.experiment.run_experiment` (default: the offline judges).
+        stored_only: compute nothing; write the table of what is stored so far (an attribute whose
+            comparison is not finished contributes its findings 1 and 4).
         log: where progress lines go (default: stderr), each with the time left estimated from
             the units computed so far.
     """
@@ -413,11 +429,11 @@ def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     holder = _Model(model)
     chosen = [load_attribute(a) for a in (attributes if attributes is not None else config.attribute_names)]
-    units = [(a.name, lambda a=a: _attribute_unit(holder, a, config, out, progress, judges),
+    units = [(a.name, lambda path, a=a: _attribute_unit(holder, a, config, out, progress, judges, path),
               [a.all_questions, a.instructions, a.paraphrases,
                {k: str(getattr(j, "name", type(j).__name__)) for k, j in sorted(judges.items())}]) for a in chosen]
     if config.instructions is None or config.instructions:
-        units.append((INSTRUCTIONS_UNIT, lambda: _instruction_unit(holder, config, out, progress), []))
+        units.append((INSTRUCTIONS_UNIT, lambda path: _instruction_unit(holder, config, out, progress), []))
     settings = {k: v for k, v in config.to_dict().items() if k != "attributes"}
     paths = [out / "rows" / f"{name}-{fingerprint(CLAIMS_VERSION, holder.name, name, settings, what, length=16)}.json"
              for name, _, what in units]
@@ -425,13 +441,17 @@ def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out
     start = time.perf_counter()
     for i, ((name, compute, _), path) in enumerate(zip(units, paths)):
         key = path.stem.rsplit("-", 1)[1]
+        partial = path.with_suffix(".partial.json")
         if path.is_file():
             unit_rows = json.loads(path.read_text())["rows"]
             say(f"[{i + 1}/{len(units)}] {name}: stored rows read back")
+        elif stored_only:
+            unit_rows = json.loads(partial.read_text())["rows"] if partial.is_file() else []
+            say(f"[{i + 1}/{len(units)}] {name}: " + (f"findings 1 and 4 only (stored so far)" if unit_rows else "not measured yet"))
         else:
             say(f"[{i + 1}/{len(units)}] {name}: measuring ...")
             t0, c0 = time.perf_counter(), time.process_time()
-            unit_rows = compute()
+            unit_rows = compute(partial)
             seconds[name] = time.perf_counter() - t0
             cpu = time.process_time() - c0  # CPU seconds of this process: what the unit costs on a shared machine
             computed.append(seconds[name])

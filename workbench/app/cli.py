@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "longer answers (many hours); tiny: a smoke test")
     claims.add_argument("--no-instructions", action="store_true", help="skip finding 5 (instruction following)")
     claims.add_argument("--seed", type=int, default=0)
+    claims.add_argument("--stored-only", action="store_true",
+                        help="compute nothing: write the table of what the output folder holds so far")
 
     figs = sub.add_parser("figures", help="write the paper figures of a run (HTML, and PNG/SVG/PDF through kaleido)")
     figs.add_argument("--run", default="reports/demo", help="a run directory written by `demo` or `evaluate`; "
@@ -278,7 +280,7 @@ def _claims(args: argparse.Namespace) -> int:
     attributes = () if args.attributes == "all" else tuple(a.strip() for a in args.attributes.split(",") if a.strip())
     config = ClaimsConfig.sized(args.size, attributes=attributes, **({"instructions": ()} if args.no_instructions else {}))
     config = replace(config, experiment=replace(config.experiment, seed=args.seed))
-    result = run_claims(args.model, config, args.out)  # the model is loaded only if something is to be measured
+    result = run_claims(args.model, config, args.out, stored_only=args.stored_only)  # loads the model only if needed
     print(result.markdown())
     return 0
 
