@@ -28,6 +28,9 @@ Everything is stored under ``out`` (``runs/<attribute>/``: the experiment; ``row
 rows, named by a fingerprint of what they depend on; ``figures/``), so a rerun with the same
 settings reads the rows back and computes nothing, not even loading the model; an interrupted run
 resumes from what the library stored (triplets, deltas, steerers, every judged evaluation).
+Findings 1 and 4 need only the data and the steerers: they are measured and stored first
+(``rows/<unit>-<key>.partial.json``), and ``stored_only=True`` (``--stored-only``) writes the
+table of whatever is stored so far without computing anything.
 """
 
 from __future__ import annotations
