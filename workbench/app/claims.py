@@ -353,8 +353,9 @@ def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, p
     seed = experiment.seed
     data = prepare_data(m, attribute, run_dir, experiment, triplet_coherence=judges.get("triplet_coherence"),
                         progress=progress)
-    steerers = train_methods(m, data, replace(experiment, methods=experiment.methods + config.extra_methods,
-                                              plus_prompt=None), run_dir / "steerers", progress=progress)
+    every = tuple(dict.fromkeys(experiment.methods + config.extra_methods))
+    steerers = train_methods(m, data, replace(experiment, methods=every, plus_prompt=None), run_dir / "steerers",
+                             progress=progress)
     if partial.is_file():
         first = json.loads(partial.read_text())["rows"]
     else:
