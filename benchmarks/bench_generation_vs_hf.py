@@ -14,6 +14,9 @@ generations (median) and reads its peak (``VmHWM``: what the process as a whole 
 part the generation added on top of the loaded model). Prints the ratios against ``hf``:
 peak memory (goal: A-PSR within 1.5x) and throughput in generated tokens per second (goal: A-PSR
 at least 0.9x). ``plain`` also checks that the workbench's greedy tokens equal Hugging Face's.
+Throughput is measured again in one more process holding both models, in ``--rounds``
+interleaved rounds (hf, plain, apsr, hf, ...), which a machine shared with other jobs disturbs
+less than three processes run one after the other.
 
     python benchmarks/bench_generation_vs_hf.py [--batch 8] [--new-tokens 32] [--repeats 3] [--threads 1]
 """
@@ -116,6 +119,43 @@ def run_one(args: argparse.Namespace) -> dict:
             "tokens": tokens}
 
 
+def speed(args: argparse.Namespace) -> dict:
+    """In one process: the plain HF model and the workbench's, timed in interleaved rounds (hf, plain,
+    apsr, hf, ...), so that a machine whose load drifts slows every mode alike. Median per mode."""
+    import torch
+
+    from workbench.core.chat import prompt_ids
+    from workbench.core.generation import SamplingConfig, generate_batch, left_pad
+    from workbench.core.models import _load_embedded, load_model
+
+    torch.set_num_threads(args.threads)
+    hf, tok = _load_embedded(torch.float32)
+    hf.eval()
+    model = load_model()
+    encoded = [prompt_ids(tok, QUESTIONS[i % len(QUESTIONS)]) for i in range(args.batch)]
+    prompts, header_lens = [p for p, _ in encoded], [h for _, h in encoded]
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    config = SamplingConfig(max_new_tokens=args.new_tokens, temperature=0, stop_at_end_of_turn=False)
+    apsr = [(random_apsr(model), 1.0)]
+
+    def run_hf():
+        with torch.no_grad():
+            hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
+                        do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
+
+    modes = {"hf": run_hf, "plain": lambda: generate_batch(model, prompts, config),
+             "apsr": lambda: generate_batch(model, prompts, config, steerers=apsr, header_lens=header_lens)}
+    times: dict[str, list[float]] = {k: [] for k in modes}
+    for fn in modes.values():
+        fn()  # warm-up
+    for _ in range(args.rounds):
+        for name, fn in modes.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: {"times": t, "tokens_per_s": args.batch * args.new_tokens / statistics.median(t)} for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -123,8 +163,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--modes", default="hf,plain,apsr")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the throughput measurement")
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)  # in the child
     args = parser.parse_args()
+    if args.mode == "speed":
+        print(json.dumps(speed(args)))
+        return
     if args.mode is not None:
         print(json.dumps(run_one(args)))
         return
@@ -139,6 +183,14 @@ def main() -> None:
         print(f"  {mode:<6} {r['tokens_per_s']:7.1f} tokens/s ({', '.join(f'{t:.2f}' for t in r['times'])} s)  "
               f"peak RSS {r['peak_rss_mb']:7.0f} MB  (loaded {r['rss_loaded_mb']:.0f} MB, generation added {r['added_mb']:.0f} MB)",
               flush=True)
+    cmd = [sys.executable, __file__, "--mode", "speed", "--batch", str(args.batch), "--new-tokens", str(args.new_tokens),
+           "--rounds", str(args.rounds), "--threads", str(args.threads)]
+    fast = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    print(f"throughput, one process, {args.rounds} interleaved rounds (median):")
+    for mode, r in fast.items():
+        print(f"  {mode:<6} {r['tokens_per_s']:7.1f} tokens/s ({', '.join(f'{t:.2f}' for t in r['times'])} s)"
+              + ("" if mode == "hf" else f"  {r['tokens_per_s'] / fast['hf']['tokens_per_s']:.2f}x hf"
+                 + (" (goal >= 0.9)" if mode == "apsr" else "")))
     hf = rows.get("hf")
     if hf is None:
         return
