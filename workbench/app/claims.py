@@ -166,9 +166,10 @@ class ClaimsResult:
     table: pd.DataFrame
     directory: Path
     seconds: dict
+    config: "ClaimsConfig | None" = None
 
     def markdown(self) -> str:
-        return claims_markdown(self.table)
+        return claims_markdown(self.table, self.config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,7 +472,7 @@ def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out
     total = time.perf_counter() - start
     say(f"claims: {len(table)} rows over {len(units)} units in {_duration(total)} "
         f"({len(computed)} computed, {len(units) - len(computed)} read back); {out / 'claims.md'}")
-    return ClaimsResult(table, out, {**seconds, "total": total})
+    return ClaimsResult(table, out, {**seconds, "total": total}, config)
 
 
 def _number(value: float) -> str:
