@@ -17,8 +17,11 @@
 
 # %%
 from workbench import load_model
+from workbench.viz.notebook import use_notebook_renderer
 from workbench.core.generation import SamplingConfig, generate_answers
 from workbench.data.attributes import load_attribute
+
+use_notebook_renderer()  # figures stored with a description for viewers without plotly
 
 model = load_model()  # the embedded SmolLM2-135M-Instruct; the first call builds a float32 cache (~20 s)
 print(model.model_id, "|", model.n_layers, "layers | d_model", model.d_model)
@@ -99,13 +102,15 @@ layers = shown_layers(model.n_layers)  # five layers from first to last
 token_heatmap(table, "norm", layers=layers, per_layer=True, title="||Delta_PS|| per token (x layer median)")
 
 # %% [markdown]
-# Which tokens moved most? At the middle layer, the five largest changes against the median answer
-# token:
+# Which tokens moved most? At the middle row of the heat map, the five largest changes against the
+# median answer token of that layer:
 
 # %%
-middle = table[(table["layer"] == 15) & ~table["is_header"]]
+layer = layers[len(layers) // 2]  # the heat map's middle row
+middle = table[(table["layer"] == layer) & ~table["is_header"]]
 top = middle.nlargest(5, "norm")[["position", "token", "norm"]].astype({"norm": float}).assign(
     x_median=lambda d: d["norm"] / middle["norm"].median())
+print(f"layer {layer} (heat-map rows: {layers}):")
 print(top.round(2).to_string(index=False))
 
 # %% [markdown]

@@ -26,12 +26,17 @@
 from pathlib import Path
 
 from workbench import load_model
+from workbench.viz.notebook import use_notebook_renderer
 from workbench.app.experiment import ExperimentConfig, prepare_data, train_methods
+
+use_notebook_renderer()  # figures stored with a description for viewers without plotly
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook()
 model = load_model()
-data = prepare_data(model, "pirate", RUN, config, progress=False)  # reuses notebook 2's triplets and deltas
+# Notebook 2's run (same RUN folder) is reused when it is there (seconds); without it this samples
+# the triplets and extracts their deltas first: about 30 minutes on 2 CPU cores, with progress bars.
+data = prepare_data(model, "pirate", RUN, config, progress=not RUN.exists())
 others = train_methods(model, data, config, RUN / "steerers", progress=False)  # the experiment's four methods
 for name, steerer in others.items():
     print(f"{name:10s} layers {steerer.layers[0]}-{steerer.layers[-1]}  rank {steerer.rank}  "
@@ -60,7 +65,8 @@ panel
 
 # %% [markdown]
 # The panel can also be driven from code, which is what this notebook does so that it reruns
-# identically: a rank-2 S-PSR at layer 15.
+# identically: a rank-2 S-PSR at layer 15. A run at one layer is named with its layer
+# (`S-PSR r2 L15`), so a second run at another layer is a new row rather than a replacement.
 
 # %%
 panel.method.value, panel.scope.value, panel.layer.value, panel.rank.value = "PSR-MSE", "single", 15, 2
@@ -86,17 +92,15 @@ print(psr_ll.name, "| steps:", psr_ll.info.history["steps"], "| training:", psr_
 print(panel.comparison.round(3).to_string(index=False))
 
 # %% [markdown]
-# The loss curves of the runs, side by side (training loss solid, validation dashed):
+# The loss curves of the runs (training loss solid, validation dashed), one panel per kind of
+# loss: PSR-MSE's relative MSE (1 = no better than not steering) and PSR-LL's negative
+# log-likelihood per token measure different things. Losses are per layer, so a one-layer and an
+# all-layer run read on one scale (the table's loss columns too).
 
 # %%
-from workbench.viz.curves import loss_curves
-
-loss_curves({name: panel.history_of(name) for name in panel.trained}, title="Panel runs")
+panel.loss_figure(title="Panel runs")
 
 # %% [markdown]
-# (Validation losses are relative MSEs, 1 = no better than not steering; for all-layer steerers
-# they are summed over the 30 layers.)
-#
 # What to try: `A-PSR` (scope "every layer") against `A-Const-MSE`; rank 1 vs 4; stopping a long
 # run early. On this model the single-layer steerers fit their own layer only a little better than
 # a constant vector, the all-layer PSR tracks the prompt best of the steerers, and a paraphrase of
