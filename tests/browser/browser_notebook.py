@@ -31,12 +31,17 @@ class NotebookPage:
             "const bar = document.querySelector('#jp-main-statusbar');"
             "return bar ? /\\| Idle/.test(bar.innerText) : false;"))
 
-    def scroll_through(self, pause: float = 0.3) -> None:
-        """Bring every cell into view once, so that each stored output is rendered."""
-        cells = self.driver.find_elements(self.by.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")
-        for cell in cells:
+    def scroll_through(self, pause: float = 0.3) -> str:
+        """Bring every cell into view once, so that each stored output is rendered (JupyterLab
+        renders only the cells near the view); returns the text of every cell as it was shown."""
+        texts = []
+        count = len(self.driver.find_elements(self.by.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell"))
+        for index in range(count):
+            cell = self.driver.find_elements(self.by.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")[index]
             self.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", cell)
             time.sleep(pause)
+            texts.append(self.driver.execute_script("return arguments[0].innerText;", cell))
+        return "\n".join(texts)
 
     def text(self) -> str:
         return self.browser.js("return document.querySelector('.jp-NotebookPanel').innerText;")
