@@ -142,4 +142,32 @@ radar_chart(**radar_axes(table), title="Ways to adapt SmolLM2-135M (outward = be
 # %% [markdown]
 # ## Reading it
 #
-# STORY
+# Numbers of this run (pirate, 26 kept triplets, 12 test questions, 95% bootstrap intervals; they
+# move with the run, the figures above are the record).
+#
+# **Where steering wins.**
+#
+# - *Data*: A-PSR reaches 83 [58, 100] at coherence 80 from only 8 triplets and stays there (92 with
+#   16, 83 with all 26). The LoRA and the fine-tune, trained for 6 steps, are erratic across sizes
+#   (LoRA 67, 33, 25; fine-tune 100, 33, 75): the intervals are wide, and their strength searches
+#   mostly stopped before reaching coherence 80 (`reached` False): a weight change stays coherent up
+#   to large strengths, so 4 bisection steps are not enough, and their TA is read at a higher coherence.
+# - *Cost*: A-PSR trains 34,590 parameters (138 KB) in about 12 s; the LoRA 2.4 M (9.8 MB) in about
+#   24 s with about 3 GB of peak memory; the fine-tune 106 M (425 MB as a weight change) in about 50 s
+#   with about 4 GB. A steerer's hooks cost about 5% latency per answer; the unmerged LoRA about 40%
+#   (seven extra low-rank products per block and token); the interpolated fine-tune nothing extra
+#   once its weights are set, but it holds a second set of weights.
+# - *Reversibility and composition*: every way comes off exactly here (logits after removal
+#   bit-identical), the adapters because the workbench keeps the base weights and puts them back; a
+#   merged LoRA or a shipped fine-tune would need the original model kept beside it. A steerer stacks
+#   on the prompt (PSR + prompt) with no extra training.
+# - *Faithfulness*: A-PSR follows the prompt-steered activations most closely (relative RMSE 0.62 at
+#   the last layers); the fine-tune (0.72) and the LoRA (0.76) come closer only late, and are at or
+#   above 1 (no better than not steering) in the early layers: the weights reach the attribute by
+#   another route than the prompt does.
+#
+# **Where weights win.** With a little more training (10 steps, `workbench evaluate` in the README:
+# 15 triplets, 18 test questions) the fine-tune matched A-PSR's attribute (94 [83, 100]) while
+# staying more coherent on the test questions (89 against 70): at equal coherence a fine-tune can
+# buy more of the attribute, and a weight change needs no hooks at inference. Prompting remains the
+# strongest and the cheapest to build (92 [75, 100] at coherence 90, 22 extra tokens per answer).
