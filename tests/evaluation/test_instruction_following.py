@@ -589,8 +589,9 @@ def test_bad_runs(tiny_model):
         run_instruction_following(tiny_model, ["no_commas"], methods=("prompt", "CAA"), progress=False)
     with pytest.raises(ValueError, match="methods repeat"):
         run_instruction_following(tiny_model, ["no_commas"], methods=("prompt", "prompt"), progress=False)
-    with pytest.raises(ValueError, match="n_test=19 but the question pool has only 18"):
-        run_instruction_following(tiny_model, ["no_commas"], n_test=19, layers=1, progress=False)
+    n_pool = len(instruction_questions()["test"])
+    with pytest.raises(ValueError, match=f"n_test={n_pool + 1} but the question pool has only {n_pool}"):
+        run_instruction_following(tiny_model, ["no_commas"], n_test=n_pool + 1, layers=1, progress=False)
     with pytest.raises(ValueError, match="rank must be an integer >= 1"):
         run_instruction_following(tiny_model, ["no_commas"], rank=0, layers=1, progress=False)
     with pytest.raises(IndexError, match="layer index 15"):
