@@ -21,7 +21,10 @@
 
 # %%
 from workbench import load_model
+from workbench.viz.notebook import use_notebook_renderer
 from workbench.data.instructions import load_instructions
+
+use_notebook_renderer()  # figures stored with a description for viewers without plotly
 
 model = load_model()
 instructions = {ins.id: ins for ins in load_instructions()}

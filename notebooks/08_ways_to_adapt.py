@@ -25,7 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from workbench import load_model
+from workbench.viz.notebook import use_notebook_renderer
 from workbench.app.experiment import ExperimentConfig, prepare_data, run_data_efficiency, train_methods
+
+use_notebook_renderer()  # figures stored with a description for viewers without plotly
 
 RUN = Path("../runs/notebooks/pirate")
 config = ExperimentConfig.notebook(weight_steps=6)

@@ -14,7 +14,10 @@
 
 # %%
 from workbench import load_model
+from workbench.viz.notebook import use_notebook_renderer
 from workbench.evaluation.gating import load_scenario
+
+use_notebook_renderer()  # figures stored with a description for viewers without plotly
 
 model = load_model()
 scenario = load_scenario("sea_and_ships")
