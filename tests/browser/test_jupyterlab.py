@@ -212,7 +212,9 @@ def test_training_panel_train_stop_reload(lab, browser, unchanged_notebooks):
     assert "previous comparison (stale" in page.text()
     browser.shot("training_running")
     page.button("Stop").click()
-    page.wait_text("stopped after", 120)
+    # "stopped after" is written once the stopped run has been compared (faithfulness on the
+    # held-out triplets: minutes on a busy 2-core machine), hence the same allowance as a full run
+    page.wait_text("stopped after", 600)
     wait_for(lambda: "compared" in page.text() and "stale" not in page.text(), 300, "the new comparison")
     stopped = int(re.search(r"stopped after (\d+) of 400 steps", page.text()).group(1))
     (curve,) = [p for p in page.plots() if "training loss" in p["title"]]
