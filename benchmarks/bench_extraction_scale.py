@@ -18,14 +18,7 @@ import sys
 import tempfile
 import time
 
-
-def _status_mb(field: str) -> float:
-    # VmHWM is this process's own peak; getrusage's ru_maxrss carries the parent's across fork and exec
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from proc_memory import status_mb  # benchmarks/ is on sys.path when a script here runs
 
 
 def run_one(args: argparse.Namespace) -> dict:
@@ -38,13 +31,13 @@ def run_one(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     model = load_model(args.model, n_layers=args.layers)
     pairs = synthetic_pairs(model, args.n, args.tokens)
-    before = _status_mb("VmRSS")
+    before = status_mb("VmRSS")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         store = extract_deltas(model, pairs, tmp, batch_size=args.batch, progress=False)
         seconds = time.perf_counter() - start
         size = sum(p.stat().st_size for p in store.directory.glob("shard-*"))
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     return {"n": args.n, "tokens": store.n_tokens, "seconds": seconds, "peak_rss_mb": peak,
             "rss_before_mb": before, "store_mb": size / 1e6}
 

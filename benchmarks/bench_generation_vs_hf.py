@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from proc_memory import status_mb  # benchmarks/ is on sys.path when a script here runs
+
 QUESTIONS = [
     "What is the capital of France?", "How do plants make food?", "Why is the sky blue?",
     "Tell me a short story about a cat.", "How does a bicycle stay upright?", "What is a prime number?",
@@ -37,14 +39,6 @@ QUESTIONS = [
     "What causes the seasons?", "How do bees make honey?", "What is the tallest mountain?",
     "Why do we dream?", "How does rain form?", "What is gravity?", "Name a famous painter.", "What is DNA?",
 ]
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _reset_peak() -> bool:
@@ -105,14 +99,14 @@ def run_one(args: argparse.Namespace) -> dict:
             return generate_batch(model, prompts, cfg, steerers=steerers, header_lens=header_lens)
 
     generate(2)  # warm-up
-    loaded = _status_mb("VmRSS")
+    loaded = status_mb("VmRSS")
     reset = _reset_peak()
     times, tokens = [], None
     for _ in range(args.repeats):
         start = time.perf_counter()
         tokens = generate(args.new_tokens)
         times.append(time.perf_counter() - start)
-    peak = _status_mb("VmHWM")
+    peak = status_mb("VmHWM")
     seconds = statistics.median(times)
     return {"mode": args.mode, "seconds": seconds, "times": times, "tokens_per_s": args.batch * args.new_tokens / seconds,
             "peak_rss_mb": peak, "rss_loaded_mb": loaded, "added_mb": peak - loaded if reset else float("nan"),

@@ -27,13 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from proc_memory import status_mb  # benchmarks/ is on sys.path when a script here runs
 
 
 def train_one(args: argparse.Namespace) -> dict:
@@ -48,7 +42,7 @@ def train_one(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     store = DeltaStore(args.store)
     layers = store.layers
-    rss_before = _status_mb("VmRSS")
+    rss_before = status_mb("VmRSS")
     start = time.perf_counter()
     if args.path == "stream":
         data = StoreTokens(store, layers, "loc", 1.0)
@@ -60,7 +54,7 @@ def train_one(args: argparse.Namespace) -> dict:
     steerer = trainer.run(progress=False)
     seconds = time.perf_counter() - start
     return {"n": args.n, "path": args.path, "tokens": store.n_tokens, "seconds": seconds,
-            "train_seconds": steerer.info.history["seconds"], "peak_rss_mb": _status_mb("VmHWM"),
+            "train_seconds": steerer.info.history["seconds"], "peak_rss_mb": status_mb("VmHWM"),
             "rss_before_mb": rss_before, "best_val_loss": steerer.info.history["best_val_loss"]}
 
 

@@ -15,24 +15,18 @@ import sys
 
 import torch
 
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from proc_memory import status_mb  # benchmarks/ is on sys.path when a script here runs
 
 
 def _rss_mb() -> float:
-    return _status_mb("VmRSS")
+    return status_mb("VmRSS")
 
 
 def _peak_mb() -> float:
     # VmHWM belongs to this process's own address space. getrusage's ru_maxrss does not: Linux carries
     # the high-water mark across fork and exec, so a probe started from a 1.3 GB pytest process would
     # report 1.3 GB whatever it did.
-    return _status_mb("VmHWM")
+    return status_mb("VmHWM")
 
 
 def _reset_peak() -> None:
