@@ -102,6 +102,7 @@ def test_finetune_interpolates_and_restores(tiny_model, tiny_pairs):
     assert all(after[n].data.data_ptr() == t.data_ptr() for n, t in params_before.items())  # the same tensors
     assert all(torch.equal(after[n].data, t) for n, t in values_before.items())
     assert {n: p.requires_grad for n, p in after.items()} == flags
+    assert all(p.grad is None for p in tiny_model.bridge.parameters())  # no gradients left behind
     assert all(".layers." in n for n in ft.tensors) and ft.n_params > 0
     assert ft.info.history["base_val_loss"] > ft.info.history["best_val_loss"]
     ids = torch.tensor([tiny_pairs[0].base_ids])
@@ -116,6 +117,19 @@ def test_finetune_interpolates_and_restores(tiny_model, tiny_pairs):
         restored = tiny_model.bridge(ids, return_type="logits")
     assert (half - base).abs().max() > 0
     assert torch.equal(zero, base) and torch.equal(restored, base)
+
+
+def test_lora_training_leaves_the_shared_model_as_it_found_it(tiny_model, tiny_pairs):
+    """The session's tiny model is shared by later tests, which train through it: every flag and
+    gradient must come back (peft freezes the base weights while it is injected)."""
+    params = list(tiny_model.bridge.parameters())
+    flags = [p.requires_grad for p in params]
+    assert any(flags)
+    train_weights(tiny_model, tiny_pairs, "lora", rank=2, progress=False,
+                  config=WeightTrainConfig(steps=3, lr=1e-3, batch_size=3, eval_every=1, patience=0, val_fraction=0.0))
+    assert [p.requires_grad for p in params] == flags
+    assert all(p.grad is None for p in params)
+    assert not hasattr(hf_module(tiny_model), "peft_config")
 
 
 def test_save_load_round_trip_and_model_check(planted, tmp_path, tiny_model):

@@ -185,8 +185,12 @@ def _trainable(model, method: str, rank: int, config: WeightTrainConfig):
     root = hf_module(model)
     params = list(model.bridge.parameters()) + list(root.parameters())
     flags = [p.requires_grad for p in params]
-    with ExitStack() as stack:
-        try:
+    grads = [p.grad for p in params]
+    try:
+        # The ExitStack closes (peft layers out, original tensors back) before the flags and
+        # gradients are restored below: injected_lora restores the flags it saw on entry, which
+        # are the frozen ones set here.
+        with ExitStack() as stack:
             for p in params:
                 p.requires_grad_(False)
             if method == "lora":
@@ -212,9 +216,10 @@ def _trainable(model, method: str, rank: int, config: WeightTrainConfig):
             for p in out.values():
                 p.requires_grad_(True)
             yield out, (originals if method == "finetune" else None)
-        finally:
-            for p, flag in zip(params, flags):
-                p.requires_grad_(flag)
+    finally:
+        for p, flag, grad in zip(params, flags, grads):
+            p.requires_grad_(flag)
+            p.grad = grad
 
 
 def _read_checkpoint(path: Path, key: str, settings: dict) -> tuple[dict, dict[str, torch.Tensor]] | None:
