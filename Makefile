@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m workbench demo --out reports/demo
 
 demo-full: $(STAMP)
-	$(PY) -m workbench demo --full --out reports/demo-full
+	$(PY) -m workbench demo --full --efficiency --out reports/demo-full
 
 # Unit and integration tests, then every notebook under nbval (stored outputs compared).
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1200

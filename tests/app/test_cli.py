@@ -94,3 +94,13 @@ def test_claims_options_reach_the_report(monkeypatch, tmp_path, capsys):
     assert "| cat | S-PSR > Const-DiM | 1.5 | [0.5, 2.5] | 40 " in out and "**holds**" in out
     assert main(["claims", "--attributes", "nobody", "--out", str(tmp_path)]) == 2
     assert "unknown attribute" in capsys.readouterr().err
+
+
+def test_demo_efficiency_flag_reaches_the_demo(monkeypatch, tmp_path, capsys):
+    import workbench.app.demo as demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda out, config: seen.append(config) or {"model": "m"})
+    assert main(["demo", "--out", str(tmp_path), "--efficiency"]) == 0
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert [c.efficiency for c in seen] == [True, False]

@@ -261,3 +261,28 @@ def test_data_efficiency_trains_every_method_on_nested_subsets(tiny_model, plant
     assert set(table.attrs["training"]) == {2, 4, 6} and table.attrs["training"][2]["LoRA r2"]["seconds"] > 0
     assert (tmp_path / "eff" / "efficiency.csv").is_file()
     assert len(list((tmp_path / "eff" / "n2" / "steerers").glob("lora-r2-*.safetensors"))) == 1
+
+
+def test_data_efficiency_reads_what_the_experiment_measured(tiny_model, planted_attribute, tmp_path):
+    """With ``shared_run``, the all-triplets size uses the experiment's steerers and evaluations:
+    nothing new is trained or generated for it, and its numbers are the experiment's."""
+    config = ExperimentConfig(n_train=6, n_heldout=2, max_new_tokens=6, steps=5, methods=("Const-DiM",),
+                              plus_prompt=None,
+                              evaluation=EvalConfig(n_validation=2, n_test=3, max_new_tokens=6, max_steps=2,
+                                                    targets=(50.0,)))
+    kwargs = dict(attribute=planted_attribute, triplet_coherence=ALWAYS, coherence_judge=LENGTH, progress=False)
+    result = run_experiment(tiny_model, config, tmp_path, **kwargs)
+    steerers = sorted((tmp_path / "steerers").glob("*.safetensors"))
+    evaluations = sorted((tmp_path / "evaluations").glob("*"))
+    data = experiment.prepare_data(tiny_model, planted_attribute, tmp_path, config, triplet_coherence=ALWAYS,
+                                   progress=False)
+    table = experiment.run_data_efficiency(tiny_model, data, config, tmp_path / "eff", sizes=(None,),
+                                           methods=("Const-DiM",), target=50.0, coherence_judge=LENGTH,
+                                           progress=False, shared_run=tmp_path)
+    assert sorted((tmp_path / "steerers").glob("*.safetensors")) == steerers
+    assert sorted((tmp_path / "evaluations").glob("*")) == evaluations  # every answer was read, none made
+    assert not (tmp_path / "eff" / "evaluations").exists() and not list((tmp_path / "eff").glob("n*"))
+    measured = result.results.set_index("method")
+    for method in ("prompt", "Const-DiM"):
+        row = table[table["method"] == method].iloc[0]
+        assert row["attribute"] == pytest.approx(measured.loc[method, "attribute"])

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the larger experiment (all questions, more methods; an hour or more on 2 cores)")
     demo.add_argument("--no-evaluation", action="store_true",
                       help="only the Delta_PS report: skip training and comparing the steering methods")
+    demo.add_argument("--efficiency", action="store_true",
+                      help="also the data-efficiency comparison (prompt, Const-DiM, A-PSR, LoRA r8, Fine-tune "
+                           "trained on 8, 16, 32 and all kept triplets): about 25 more minutes on 2 cores")
 
     ev = sub.add_parser("evaluate", help="train every steering method on an attribute and write the TA@C table "
                                          "and faithfulness curves (resumable)")
@@ -185,7 +188,8 @@ def _run(args: argparse.Namespace) -> int:
         experiment = make(attribute=args.attribute, seed=args.seed,
                           **({"n_train": args.n_questions} if args.n_questions is not None else {}),
                           **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens is not None else {}))
-        config = DemoConfig(model=args.model, experiment=experiment, evaluate=not args.no_evaluation)
+        config = DemoConfig(model=args.model, experiment=experiment, evaluate=not args.no_evaluation,
+                            efficiency=args.efficiency)
         summary = run_demo(args.out, config)
         print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
         print(f"report: {Path(args.out) / 'index.html'}")

@@ -12,9 +12,9 @@ sizes: ``quick`` by default, ``full`` with ``--full``), write to ``reports/demo/
   rel_rmse``), ``sweep.csv`` and ``samples.csv`` (every evaluation and answer);
 - ``triplets/``, ``heldout/``, ``deltas/``, ``steerers/``, ``evaluations/``: the stored run, from
   which a second ``make demo`` resumes;
-- with ``DemoConfig(efficiency=True)``: ``efficiency/`` (:func:`~workbench.app.experiment.run_data_efficiency`:
-  prompt, Const-DiM, A-PSR, LoRA r8 and Fine-tune trained on 8, 16, 32 and all kept triplets) and its
-  figure and table in the page; a report directory that already holds ``efficiency/efficiency.csv``
+- with ``DemoConfig(efficiency=True)`` (``workbench demo --efficiency``): ``efficiency/`` (:func:`~workbench.app.experiment.run_data_efficiency`:
+  prompt, Const-DiM, A-PSR, LoRA r8 and Fine-tune trained on 8, 16, 32 and all kept triplets, the
+  all-triplets size read from the comparison's own steerers and evaluations) and its figure and table in the page; a report directory that already holds ``efficiency/efficiency.csv``
   shows them too.
 """
 
@@ -107,7 +107,8 @@ def run_demo(out_dir: str | Path = "reports/demo", config: DemoConfig = DemoConf
         summary["seconds_experiment"] = result.meta["seconds"]
         summary["results"] = _result_lines(result)
     if config.efficiency:
-        run_data_efficiency(model, data, experiment, out / "efficiency", progress=progress)
+        run_data_efficiency(model, data, experiment, out / "efficiency", progress=progress,
+                            shared_run=out if config.evaluate else None)
     summary["seconds_total"] = round(time.perf_counter() - t0, 1)
 
     sections = [_intro_html(summary, attribute), legend_html()]

@@ -486,7 +486,8 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
                         directory: str | Path = "runs/experiment/efficiency", *,
                         sizes: Sequence[int | None] = (8, 16, 32, None), methods: Sequence[str] = EFFICIENCY_METHODS,
                         target: float = 80.0, attribute_judge: Judge | None = None,
-                        coherence_judge: Judge | None = None, progress: bool = True) -> pd.DataFrame:
+                        coherence_judge: Judge | None = None, progress: bool = True,
+                        shared_run: str | Path | None = None) -> pd.DataFrame:
     """TA@C (``target``) of the prompt and of each of ``methods`` trained on ``sizes`` kept triplets.
 
     Each size below the number kept trains every method on a nested subset of the kept triplets
@@ -494,6 +495,11 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
     size above the number kept is left out, ``None`` is all of them), then compares them with no
     steering and the prompt at equal coherence on ``config.evaluation``'s questions. Everything is
     stored under ``directory`` and resumed (steerers, adapters, evaluations shared across sizes).
+
+    ``shared_run``: the :func:`run_experiment` directory these data were prepared for. Its steerers
+    (for all kept triplets) and its evaluation cache are used instead of new ones, so that what
+    the experiment already measured (no steering, the prompt, its methods on all triplets) is read,
+    not recomputed: files are named by content, so only identical work is shared.
 
     Returns:
         :func:`workbench.evaluation.data_efficiency.efficiency_table` (method, n_train, TA and its
@@ -505,6 +511,7 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
         raise ValueError("no kept triplets to train on")
     directory = Path(directory)
     chosen = subset_sizes(len(data.pairs), sizes)
+    evaluations = Path(shared_run) / "evaluations" if shared_run is not None else directory / "evaluations"
     run_config = replace(config, methods=tuple(methods), plus_prompt=None,
                          evaluation=replace(config.evaluation, targets=(float(target),)))
     results, training = {}, {}
@@ -512,11 +519,12 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
         part = data if size == len(data.pairs) else subset_data(model, data, size, directory / f"n{size}",
                                                                 seed=config.seed, progress=progress)
         costs: dict = {}
-        steerers = train_methods(model, part, run_config, directory / f"n{size}" / "steerers", progress=progress,
-                                 costs=costs)
+        everything = size == len(data.pairs) and shared_run is not None
+        steerer_dir = Path(shared_run) / "steerers" if everything else directory / f"n{size}" / "steerers"
+        steerers = train_methods(model, part, run_config, steerer_dir, progress=progress, costs=costs)
         comparison = compare_methods(model, data.attribute, standard_methods(steerers), run_config.evaluation,
                                      attribute_judge=attribute_judge, coherence_judge=coherence_judge,
-                                     progress=progress, cache_dir=directory / "evaluations")
+                                     progress=progress, cache_dir=evaluations)
         results[size], training[size] = comparison.results, costs
     table = efficiency_table(results, len(data.pairs), target=f"C{float(target):g}")
     table.attrs["training"] = training
