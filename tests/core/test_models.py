@@ -31,7 +31,12 @@ def test_layer_out_of_range_names_the_layer(tiny_model, layers):
 
 
 def test_unknown_model_name_fails_clearly(monkeypatch):
+    import huggingface_hub.constants
+
+    # The variable alone is read when huggingface_hub is imported, long before this test: without
+    # the constant, the lookup tries the network and waits out its retries (~45 s offline).
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="unknown model 'no-such-org/no-such-model'"):
         load_model("no-such-org/no-such-model")
     with pytest.raises(ValueError, match="non-empty"):
