@@ -136,6 +136,14 @@ class NotebookPage:
         field.send_keys(Keys.CONTROL, "a")
         field.send_keys(value, Keys.ENTER)
 
+    def choose(self, label: str, option: str) -> None:
+        """Pick ``option`` (its visible text) in the dropdown labelled ``label``."""
+        from selenium.webdriver.support.ui import Select
+
+        Select(self.driver.find_element(
+            self.by.XPATH, f"//div[contains(@class, 'widget-inline-hbox')][label[normalize-space()='{label}']]//select"
+        )).select_by_visible_text(option)
+
     def slider_handle(self, label: str):
         return self.driver.find_element(
             self.by.XPATH, f"//div[contains(@class, 'widget-slider')][label[normalize-space()='{label}']]"

@@ -204,12 +204,16 @@ def test_training_panel_train_stop_reload(lab, browser, unchanged_notebooks):
     (curve,) = [p for p in page.plots() if "training loss" in p["title"]]
     assert curve["points"] == 4 and curve["svg"] > 0
 
-    # a long run: Train disabled while it runs, the old table marked stale, Stop ends it
+    # a long run: Train disabled while it runs, the old table marked stale, Stop ends it. Joint
+    # training (a forward and backward pass of the model per step): a layerwise fit of one layer
+    # early-stops within seconds, before a click on Stop could reach it.
+    page.choose("training", "joint (through the model)")
     page.set_text_field("steps", "400")
     page.button("Train").click()
-    page.wait_text("training S-PSR L15: step", 120)
+    page.wait_text("preparing", 60)
     assert page.button("Train").get_attribute("disabled") is not None
     assert "previous comparison (stale" in page.text()
+    wait_for(lambda: re.search(r"training S-PSR[^:]*L15: step [1-9]", page.text()), 600, "the first joint step")
     browser.shot("training_running")
     page.button("Stop").click()
     # "stopped after" is written once the stopped run has been compared (faithfulness on the

@@ -157,8 +157,13 @@ def test_stop_and_resume_continue_exactly(rank1):
 def test_stop_flag_stops_a_running_trainer(rank1):
     data, _, _ = rank1
     trainer = LayerwisePSRTrainer(info(), data, TrainConfig(steps=100))
-    trainer.run(callback=lambda r: trainer.stop() if r.step == 7 else None, progress=False)
+    start = trainer.params()
+    stopped = trainer.run(callback=lambda r: trainer.stop() if r.step == 7 else None, progress=False)
     assert trainer.step == 7 and trainer.stopped_because == "stop flag"
+    # no validation step came (every 10 steps), yet the 7 steps count: the stop validates them
+    assert stopped.info.history["best_step"] == 7
+    assert not torch.equal(stopped.params()["w"], start["w"].detach())
+    assert torch.equal(stopped.params()["w"], trainer.params()["w"].detach())
 
 
 def test_early_stopping_keeps_the_best_validation_parameters(rank1):

@@ -253,7 +253,9 @@ class Trainer:
         """Train for ``steps`` more steps (default: up to ``config.steps``); returns :meth:`result`.
 
         Stops early when validation stops improving (``config.patience``), when ``callback``
-        returns True, or when :meth:`stop` is called. Calling ``run`` again continues.
+        returns True, or when :meth:`stop` is called; a stopped run validates its last step (when
+        that step was not a validation step), so that what was trained before the stop can be
+        the result. Calling ``run`` again continues.
         """
         budget = max(0, self.config.steps - self.step) if steps is None else int(steps)
         if budget < 0:
@@ -287,11 +289,15 @@ class Trainer:
                 bar.update(1)
                 if val is not None:
                     bar.set_postfix(train=f"{report.train_loss:.4g}", val=f"{val:.4g}")
-                if callback is not None and callback(report):
-                    self.stopped_because = "callback"
-                    break
-                if self._stop:
-                    self.stopped_because = "stop flag"
+                if callback is not None and callback(report) or self._stop:
+                    self.stopped_because = "stop flag" if self._stop else "callback"
+                    if val is None:
+                        # the steps since the last validation are a candidate too: without this, a
+                        # run stopped between validations returns parameters from before them
+                        # (after 2 steps of a joint fit, its starting point)
+                        bad = self._bad_evals
+                        self._validate()
+                        self._bad_evals = min(self._bad_evals, bad)  # a stop is not a failed evaluation
                     break
                 if self.config.patience and val is not None and self._bad_evals >= self.config.patience:
                     self.stopped_because = "early stopping"
