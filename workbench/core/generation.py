@@ -30,6 +30,7 @@ from transformers import DynamicCache
 from workbench.core.chat import end_of_turn_ids, prompt_ids
 from workbench.core.fingerprint import sample_seed
 from workbench.core.models import LoadedModel
+from workbench.core.native_path import native_model
 from workbench.core.span import GateInputs, RowDecision, Span, prefill_span_mask
 
 
@@ -95,8 +96,11 @@ def _kv_argument_of(model_class: type) -> str:
 
 
 def forward_with_cache(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                       cache, last_only: bool = False) -> torch.Tensor:
+                       cache, last_only: bool = False, native: torch.nn.Module | None = None) -> torch.Tensor:
     """One forward through the bridge (hooks fire) that reads and extends ``cache`` in place.
+
+    ``native``: the same model without the bridge's wrapping (:func:`workbench.core.native_path.native_model`),
+    through which the residual hook points still fire; same logits, less Python per step.
 
     We hold the cache object ourselves instead of taking it from the bridge's
     ``return_type="logits_and_cache"``: with transformers >= 5.2x the output field is named
@@ -106,8 +110,12 @@ def forward_with_cache(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor
     would cost a fifth of a small model's prefill, as Hugging Face ``generate`` also avoids).
     """
     extra = {"logits_to_keep": 1} if last_only and _takes_logits_to_keep(type(model.bridge.original_model)) else {}
-    logits = model.bridge(ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                          return_type="logits", **{_kv_argument(model): cache}, **extra)
+    if native is not None:
+        logits = native(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                        **{_kv_argument(model): cache}, **extra).logits
+    else:
+        logits = model.bridge(ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                              return_type="logits", **{_kv_argument(model): cache}, **extra)
     return logits[:, -1:] if last_only else logits
 
 
@@ -296,13 +304,14 @@ def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, re
             prefill = prefill_span_mask(mask, list(header_lens)).to(device)
             for span in spans:
                 span.mask = prefill
+        native = native_model(model)  # after the hooks are in: it checks which hook points carry them
         cache = new_kv_cache(model)
-        logits = forward_with_cache(model, ids, mask, positions, cache, last_only=True)
+        logits = forward_with_cache(model, ids, mask, positions, cache, last_only=True, native=native)
         _check_cache_filled(cache, ids.shape[1])
         for span in spans:
             span.mask = None  # decode steps: every generated token is in the steered span (rows weights stay)
         out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts),
-                      feed_last=recorder is not None)
+                      feed_last=recorder is not None, native=native)
     lambdas = recorder.per_row(header_lens, [len(o) for o in out]) if recorder is not None else None
     per_row = [tuple(d[row] for d in decisions) for row in range(len(prompts))] if decisions is not None else None
     return out, lambdas, per_row
@@ -350,7 +359,8 @@ class _LambdaRecorder:
         return rows
 
 
-def _decode(model, logits, cache, mask, positions, config, generators, n_rows, feed_last: bool = False) -> list[list[int]]:
+def _decode(model, logits, cache, mask, positions, config, generators, n_rows, feed_last: bool = False,
+            native: torch.nn.Module | None = None) -> list[list[int]]:
     """The decode loop after prefill: one new token per row per step, KV cache reused.
 
     ``feed_last``: run the final tokens through the model too (their logits are unused), so that
@@ -373,7 +383,7 @@ def _decode(model, logits, cache, mask, positions, config, generators, n_rows, f
             break
         # Finished rows keep decoding padding (their output is ignored) so the batch stays rectangular.
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        logits = forward_with_cache(model, token[:, None], mask, next_pos, cache)
+        logits = forward_with_cache(model, token[:, None], mask, next_pos, cache, native=native)
         next_pos = next_pos + 1
         if bool(done.all()):
             break

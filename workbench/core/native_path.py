@@ -1,0 +1,117 @@
+"""Generation forwards through the wrapped Hugging Face modules, with the residual hook points still firing.
+
+TransformerBridge wraps every module of the Hugging Face model (embedding, norms, attention, MLP,
+each linear layer) in a Python component with hook points of its own. At a decode step of one
+token per row that wrapping is most of the cost: unsteered generation through the bridge ran at
+0.83x of bare Hugging Face ``generate`` (``benchmarks/bench_generation_vs_hf.py``). Generation
+only hooks the residual stream at block boundaries (steerers, lambda read-out, gates), so for it
+:func:`native_model` builds a second module tree that shares every parameter and buffer with the
+bridge's model but holds the original Hugging Face modules, and calls each block's ``hook_in`` /
+``hook_out`` HookPoint from native torch hooks on its decoder layer. Every hook registered with
+``bridge.hooks(...)`` on those points fires as it does through the bridge, and the logits are
+bit-identical (``tests/core/test_native_path.py``, every offline model family).
+
+The tree is built per generation call (a few milliseconds) rather than cached, so that adapters
+injected after loading (peft's LoRA layers) are part of it. :func:`native_model` returns ``None``,
+and generation keeps the bridge, whenever the shortcut could differ: a hook on any other hook point
+(e.g. an attention pattern a user hooked), a model dispatched with a device map (accelerate
+patches ``forward`` on the modules themselves), or ``WORKBENCH_BRIDGE_DECODE=1`` (to compare).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import OrderedDict
+
+import torch
+from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+from workbench.core.models import LoadedModel
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+
+
+def native_model(model: LoadedModel) -> torch.nn.Module | None:
+    """The bridge's Hugging Face model with the bridge components taken out, or ``None`` when the
+    bridge must be used (see the module docstring). Call it after the generation's hooks are
+    registered: it checks which hook points carry hooks."""
+    if os.environ.get("WORKBENCH_BRIDGE_DECODE", "") not in ("", "0"):
+        return None
+    bridge = model.bridge
+    wrapped = bridge.original_model
+    if getattr(wrapped, "hf_device_map", None) or not len(getattr(bridge, "blocks", ())):
+        return None
+    routed = {id(b.hook_in) for b in bridge.blocks} | {id(b.hook_out) for b in bridge.blocks}
+    for point in bridge.hook_dict.values():
+        if id(point) not in routed and (point._forward_hooks or point._backward_hooks):
+            return None
+    blocks = {id(b.original_component): b for b in bridge.blocks}
+    clones: dict[int, torch.nn.Module] = {}
+    try:
+        tree = _unwrapped(wrapped, clones, set(blocks))
+    except _Patched:
+        return None
+    for key, block in blocks.items():
+        _route_block_hooks(clones[key], block)
+    return tree
+
+
+class _Patched(Exception):
+    """A module's ``forward`` is an instance attribute (accelerate's hooks): a shallow copy would call the original."""
+
+
+def _unwrapped(module: torch.nn.Module, clones: dict[int, torch.nn.Module], always_clone: set[int]) -> torch.nn.Module:
+    """``module`` with every bridge component below it replaced by its original module.
+
+    Modules with nothing wrapped below them are shared as they are; the others are shallow copies
+    (same parameters and buffers, own child dict, no hooks), so the bridge itself is not touched.
+    """
+    if isinstance(module, GeneralizedComponent) and getattr(module, "original_component", None) is not None:
+        return _unwrapped(module.original_component, clones, always_clone)
+    if id(module) in clones:
+        return clones[id(module)]
+    if "forward" in module.__dict__:
+        raise _Patched(type(module).__name__)
+    children = OrderedDict((name, None if child is None else _unwrapped(child, clones, always_clone))
+                           for name, child in module._modules.items())
+    if id(module) not in always_clone and all(children[n] is module._modules[n] for n in children):
+        clones[id(module)] = module
+        return module
+    clone = copy.copy(module)
+    clone._modules = children
+    for name in _HOOK_DICTS:
+        if hasattr(module, name):
+            setattr(clone, name, OrderedDict())
+    clones[id(module)] = clone
+    return clone
+
+
+def _route_block_hooks(layer: torch.nn.Module, block) -> None:
+    """Fire ``block.hook_in`` on the decoder layer's input and ``block.hook_out`` on its output (the
+    first element of a tuple output), as the bridge's block does; a hook point without hooks is
+    skipped."""
+
+    def before(module, args, kwargs):
+        point = block.hook_in
+        if not point._forward_hooks:
+            return None
+        if args and isinstance(args[0], torch.Tensor):
+            return (point(args[0]),) + tuple(args[1:]), kwargs
+        if isinstance(kwargs.get("hidden_states"), torch.Tensor):
+            kwargs["hidden_states"] = point(kwargs["hidden_states"])
+        return args, kwargs
+
+    def after(module, args, output):
+        point = block.hook_out
+        if not point._forward_hooks:
+            return output
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+            return (point(output[0]),) + tuple(output[1:])
+        if isinstance(output, torch.Tensor):
+            return point(output)
+        return output
+
+    layer.register_forward_pre_hook(before, with_kwargs=True)
+    layer.register_forward_hook(after)
