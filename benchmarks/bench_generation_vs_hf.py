@@ -8,6 +8,10 @@ On the embedded model, the same prompts (one batch of ``--batch``), greedy, exac
 - ``plain``: :func:`workbench.core.generation.generate_batch` without steering;
 - ``apsr``: the same with an A-PSR steerer (random rank-1 PSR at every layer, seeded) at alpha 1.
 
+The one-process throughput measurement adds ``apsr-bridge``: ``apsr`` with every forward through the
+bridge's wrapped modules (``WORKBENCH_THROUGH_BRIDGE=1``, the decode path before
+:mod:`workbench.core.native_path`).
+
 Each process loads the model, warms up with one short generation, reads its resident memory
 (``VmRSS``), resets the high-water mark (``/proc/self/clear_refs``), then times ``--repeats``
 generations (median) and reads its peak (``VmHWM``: what the process as a whole needed, and the
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -137,8 +142,16 @@ def speed(args: argparse.Namespace) -> dict:
             hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                         do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
 
+    def through_bridge():  # the earlier decode path: every forward through the bridge's wrapped modules
+        os.environ["WORKBENCH_THROUGH_BRIDGE"] = "1"
+        try:
+            generate_batch(model, prompts, config, steerers=apsr, header_lens=header_lens)
+        finally:
+            os.environ.pop("WORKBENCH_THROUGH_BRIDGE")
+
     modes = {"hf": run_hf, "plain": lambda: generate_batch(model, prompts, config),
-             "apsr": lambda: generate_batch(model, prompts, config, steerers=apsr, header_lens=header_lens)}
+             "apsr": lambda: generate_batch(model, prompts, config, steerers=apsr, header_lens=header_lens),
+             "apsr-bridge": through_bridge}
     times: dict[str, list[float]] = {k: [] for k in modes}
     for fn in modes.values():
         fn()  # warm-up
@@ -182,7 +195,7 @@ def main() -> None:
     fast = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     print(f"throughput, one process, {args.rounds} interleaved rounds (median):")
     for mode, r in fast.items():
-        print(f"  {mode:<6} {r['tokens_per_s']:7.1f} tokens/s ({', '.join(f'{t:.2f}' for t in r['times'])} s)"
+        print(f"  {mode:<11} {r['tokens_per_s']:7.1f} tokens/s ({', '.join(f'{t:.2f}' for t in r['times'])} s)"
               + ("" if mode == "hf" else f"  {r['tokens_per_s'] / fast['hf']['tokens_per_s']:.2f}x hf"
                  + (" (goal >= 0.9)" if mode == "apsr" else "")))
     hf = rows.get("hf")

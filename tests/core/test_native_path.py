@@ -17,7 +17,7 @@ QUESTIONS = ["How do I boil an egg?", "Why is the sky blue?", "Name a colour.", 
 
 
 def _answers(model, monkeypatch, bridge: bool, steerers=(), temperature=0.7):
-    monkeypatch.setenv("WORKBENCH_BRIDGE_DECODE", "1" if bridge else "0")
+    monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "1" if bridge else "0")
     return generate_answers(model, QUESTIONS, steerers=steerers, progress=False, batch_size=3,
                             config=SamplingConfig(max_new_tokens=10, temperature=temperature, stop_at_end_of_turn=False))
 
@@ -42,7 +42,7 @@ def _same(a, b):
 @pytest.mark.parametrize("name", sorted(FAMILIES) + ["tiny-random-llama"])
 def test_native_generation_equals_bridge_generation(name, monkeypatch):
     model = load_model(name, n_layers=3, seed=0)
-    monkeypatch.setenv("WORKBENCH_BRIDGE_DECODE", "0")
+    monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "0")
     assert native_model(model) is not None, f"{name}: the unwrapped path is not taken"
     steer = [_steerer(model).at(4.0)]
     native = _answers(model, monkeypatch, bridge=False, steerers=steer)
@@ -54,7 +54,7 @@ def test_native_generation_equals_bridge_generation(name, monkeypatch):
 
 
 def test_native_model_shares_weights_and_leaves_the_bridge_wrapped(tiny_model, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_BRIDGE_DECODE", "0")
+    monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "0")
     bridge = tiny_model.bridge
     before = [type(m).__name__ for m in bridge.original_model.modules()]
     tree = native_model(tiny_model)
@@ -68,7 +68,7 @@ def test_native_model_shares_weights_and_leaves_the_bridge_wrapped(tiny_model, m
 
 
 def test_a_hook_elsewhere_keeps_the_bridge(tiny_model, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_BRIDGE_DECODE", "0")
+    monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "0")
     seen = []
     with tiny_model.bridge.hooks(fwd_hooks=[("blocks.0.attn.hook_out", lambda x, hook=None: seen.append(1))]):
         assert native_model(tiny_model) is None
@@ -78,7 +78,7 @@ def test_a_hook_elsewhere_keeps_the_bridge(tiny_model, monkeypatch):
 
 
 def test_bridge_decode_switch(tiny_model, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_BRIDGE_DECODE", "1")
+    monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "1")
     assert native_model(tiny_model) is None
 
 
@@ -102,9 +102,44 @@ def test_native_generation_goes_through_injected_lora_layers(monkeypatch):
         for layer in layers.values():  # peft starts B at zero (no change): give it an update
             for b in layer.lora_B.values():
                 b.weight.data = torch.randn(b.weight.shape, generator=g)
-        monkeypatch.setenv("WORKBENCH_BRIDGE_DECODE", "0")
+        monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "0")
         assert native_model(model) is not None
         adapted = _answers(model, monkeypatch, bridge=False, temperature=0)
         _same(adapted, _answers(model, monkeypatch, bridge=True, temperature=0))
     assert [x.ids for x in adapted] != [x.ids for x in base]
     _same(base, _answers(model, monkeypatch, bridge=False, temperature=0))  # removed again
+
+
+@pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-gemma2", "tiny-random-phi3"])
+def test_native_extraction_equals_bridge_extraction(name, monkeypatch):
+    from workbench.activations.extraction import extract_batch
+    from workbench.core.chat import align, encode_response
+
+    model = load_model(name, n_layers=3, seed=0)
+    tok = model.tokenizer
+    pairs = [align(tok, q, "You are a pirate.", encode_response(tok, r) + [tok.eos_token_id])
+             for q, r in [("How do I boil an egg?", "Arr, boil it."), ("Why is the sky blue?", "Sunlight scatters, matey!")]]
+    runs = {}
+    for bridge in (False, True):
+        monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "1" if bridge else "0")
+        runs[bridge] = extract_batch(model, pairs)
+    for kind in ("base", "acc", "loc"):
+        assert torch.equal(getattr(runs[False], kind), getattr(runs[True], kind)), kind
+    assert runs[False].acc.abs().sum() > 0
+
+
+def test_a_torch_hook_on_a_bridge_component_keeps_the_bridge(tiny_model, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "0")
+    block = tiny_model.bridge.original_model.model.layers[1]  # a BlockBridge
+    handle = block.register_forward_hook(lambda *a: None)
+    try:
+        assert native_model(tiny_model) is None
+    finally:
+        handle.remove()
+    calls = []  # a torch hook on the Hugging Face layer itself fires on the unwrapped path too
+    handle = block.original_component.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        generate_answers(tiny_model, QUESTIONS[:1], progress=False, config=SamplingConfig(max_new_tokens=3))
+    finally:
+        handle.remove()
+    assert len(calls) == 3  # prefill and two decode steps

@@ -31,6 +31,7 @@ from transformers.cache_utils import DynamicLayer
 from workbench.core.chat import AlignedPair, check_alignment
 from workbench.core.generation import new_kv_cache
 from workbench.core.models import LoadedModel
+from workbench.core.native_path import native_model
 from workbench.core.span import right_pad, span_index
 
 
@@ -119,6 +120,9 @@ def record_span(
         hooks.append((model.resid_hook(max(layers)), _stop))  # nothing after the last recorded layer is needed
     try:
         with model.bridge.hooks(fwd_hooks=hooks):
+            native = native_model(model) if body is not None else None
+            if native is not None:  # the same decoder without the bridge's per-module wrapping: same numbers
+                body = native.get_decoder()
             if body is None:
                 model.bridge(ids.to(device), attention_mask=mask.to(device), return_type=None)
             elif cache is None:  # the decoder without its unembedding: the bridge's hooks live inside it

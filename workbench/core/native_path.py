@@ -1,21 +1,21 @@
-"""Generation forwards through the wrapped Hugging Face modules, with the residual hook points still firing.
+"""Forwards through the wrapped Hugging Face modules, with the residual hook points still firing.
 
 TransformerBridge wraps every module of the Hugging Face model (embedding, norms, attention, MLP,
 each linear layer) in a Python component with hook points of its own. At a decode step of one
 token per row that wrapping is most of the cost: unsteered generation through the bridge ran at
-0.83x of bare Hugging Face ``generate`` (``benchmarks/bench_generation_vs_hf.py``). Generation
-only hooks the residual stream at block boundaries (steerers, lambda read-out, gates), so for it
-:func:`native_model` builds a second module tree that shares every parameter and buffer with the
+0.83x of bare Hugging Face ``generate`` (``benchmarks/bench_generation_vs_hf.py``). Generation and
+Delta_PS extraction only hook the residual stream at block boundaries (steerers, lambda read-out,
+recorders, the patched pass's overwrites), so for them :func:`native_model` builds a second module tree that shares every parameter and buffer with the
 bridge's model but holds the original Hugging Face modules, and calls each block's ``hook_in`` /
 ``hook_out`` HookPoint from native torch hooks on its decoder layer. Every hook registered with
 ``bridge.hooks(...)`` on those points fires as it does through the bridge, and the logits are
 bit-identical (``tests/core/test_native_path.py``, every offline model family).
 
-The tree is built per generation call (a few milliseconds) rather than cached, so that adapters
+The tree is built per call (a few milliseconds) rather than cached, so that adapters
 injected after loading (peft's LoRA layers) are part of it. :func:`native_model` returns ``None``,
-and generation keeps the bridge, whenever the shortcut could differ: a hook on any other hook point
-(e.g. an attention pattern a user hooked), a model dispatched with a device map (accelerate
-patches ``forward`` on the modules themselves), or ``WORKBENCH_BRIDGE_DECODE=1`` (to compare).
+and the caller keeps the bridge, whenever the shortcut could differ: a hook on any other hook point
+(e.g. an attention pattern a user hooked) or a torch hook on a bridge component, a model dispatched with a device map (accelerate
+patches ``forward`` on the modules themselves), or ``WORKBENCH_THROUGH_BRIDGE=1`` (to compare).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def native_model(model: LoadedModel) -> torch.nn.Module | None:
     """The bridge's Hugging Face model with the bridge components taken out, or ``None`` when the
     bridge must be used (see the module docstring). Call it after the generation's hooks are
     registered: it checks which hook points carry hooks."""
-    if os.environ.get("WORKBENCH_BRIDGE_DECODE", "") not in ("", "0"):
+    if os.environ.get("WORKBENCH_THROUGH_BRIDGE", "") not in ("", "0"):
         return None
     bridge = model.bridge
     wrapped = bridge.original_model
@@ -59,16 +59,20 @@ def native_model(model: LoadedModel) -> torch.nn.Module | None:
 
 
 class _Patched(Exception):
-    """A module's ``forward`` is an instance attribute (accelerate's hooks): a shallow copy would call the original."""
+    """The unwrapped tree would skip something: a module whose ``forward`` is an instance attribute
+    (accelerate's hooks; a shallow copy would call the original), or torch hooks on a bridge component."""
 
 
 def _unwrapped(module: torch.nn.Module, clones: dict[int, torch.nn.Module], always_clone: set[int]) -> torch.nn.Module:
     """``module`` with every bridge component below it replaced by its original module.
 
     Modules with nothing wrapped below them are shared as they are; the others are shallow copies
-    (same parameters and buffers, own child dict, no hooks), so the bridge itself is not touched.
+    (same parameters, buffers and torch hooks; their own child and hook dicts), so the bridge itself is
+    not touched.
     """
     if isinstance(module, GeneralizedComponent) and getattr(module, "original_component", None) is not None:
+        if _foreign_hooks(module):
+            raise _Patched(f"torch hooks on the bridge's {type(module).__name__}")  # they would not fire
         return _unwrapped(module.original_component, clones, always_clone)
     if id(module) in clones:
         return clones[id(module)]
@@ -81,11 +85,22 @@ def _unwrapped(module: torch.nn.Module, clones: dict[int, torch.nn.Module], alwa
         return module
     clone = copy.copy(module)
     clone._modules = children
-    for name in _HOOK_DICTS:
+    for name in _HOOK_DICTS:  # the clone's own dicts: hooks added to it stay off the original
         if hasattr(module, name):
-            setattr(clone, name, OrderedDict())
+            setattr(clone, name, OrderedDict(getattr(module, name)))
     clones[id(module)] = clone
     return clone
+
+
+def _foreign_hooks(component: torch.nn.Module) -> bool:
+    """Whether a bridge component carries torch hooks other than the bridge's own (its blocks wire
+    capture hooks for ``hook_mlp_in`` and split q/k/v on first use; those only serve hook points,
+    which :func:`native_model` checks)."""
+    for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):  # id -> function
+        for hook in (getattr(component, name, None) or {}).values():
+            if not getattr(hook, "__module__", "").startswith("transformer_lens"):
+                return True
+    return False
 
 
 def _route_block_hooks(layer: torch.nn.Module, block) -> None:
@@ -113,5 +128,5 @@ def _route_block_hooks(layer: torch.nn.Module, block) -> None:
             return point(output)
         return output
 
-    layer.register_forward_pre_hook(before, with_kwargs=True)
+    layer.register_forward_pre_hook(before, with_kwargs=True, prepend=True)  # as the bridge: hook_in before the layer's own hooks
     layer.register_forward_hook(after)
