@@ -143,3 +143,26 @@ def test_a_torch_hook_on_a_bridge_component_keeps_the_bridge(tiny_model, monkeyp
     finally:
         handle.remove()
     assert len(calls) == 3  # prefill and two decode steps
+
+
+def test_training_and_likelihood_equal_the_bridge_path(tiny_model, tiny_pairs, monkeypatch):
+    """Joint PSR training and LoRA training (forward and backward with hooks or peft layers) and the
+    coherence judge's log-likelihood give bit-identical results on either path."""
+    from workbench.core.likelihood import mean_response_logprob
+    from workbench.steering import TrainConfig, train_steerer
+    from workbench.steering.weights_train import WeightTrainConfig, train_weights
+
+    out = {}
+    for bridge in (False, True):
+        monkeypatch.setenv("WORKBENCH_THROUGH_BRIDGE", "1" if bridge else "0")
+        torch.manual_seed(0)
+        joint = train_steerer("psr-mse", tiny_model, [1.0] * len(tiny_pairs), layers=None, pairs=tiny_pairs,
+                              training="joint", config=TrainConfig(steps=3, val_fraction=0.0), progress=False)
+        lora = train_weights(tiny_model, tiny_pairs, "lora", rank=2, progress=False,
+                             config=WeightTrainConfig(steps=3, val_fraction=0.0, eval_every=3, patience=0))
+        ll = mean_response_logprob(tiny_model, ["How do I boil an egg?", "Why?"], ["Boil it in water.", "Because."])
+        out[bridge] = (joint, lora, ll)
+    (j0, l0, ll0), (j1, l1, ll1) = out[False], out[True]
+    assert all(torch.equal(a, b) for a, b in zip(j0.params().values(), j1.params().values()))
+    assert all(torch.equal(l0.tensors[k], l1.tensors[k]) for k in l0.tensors)
+    assert ll0 == ll1

@@ -12,6 +12,7 @@ import torch
 
 from workbench.core.chat import encode_response, prompt_ids
 from workbench.core.models import LoadedModel
+from workbench.core.native_path import forward
 from workbench.core.span import right_pad
 
 
@@ -36,7 +37,7 @@ def mean_response_logprob(
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         ids, mask = right_pad([p + r for _, p, r in chunk], model.tokenizer.pad_token_id)
-        logits = model.bridge(ids.to(model.device), attention_mask=mask.to(model.device))
+        logits = forward(model, ids.to(model.device), mask.to(model.device))
         for row, (i, prompt, resp) in enumerate(chunk):
             # Normalise only the positions that predict the response, not the whole padded batch.
             preds = torch.log_softmax(logits[row, len(prompt) - 1 : len(prompt) - 1 + len(resp)].float(), dim=-1)

@@ -130,3 +130,24 @@ def _route_block_hooks(layer: torch.nn.Module, block) -> None:
 
     layer.register_forward_pre_hook(before, with_kwargs=True, prepend=True)  # as the bridge: hook_in before the layer's own hooks
     layer.register_forward_hook(after)
+
+
+def forward(model: LoadedModel, ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+            logits: bool = True) -> torch.Tensor | None:
+    """One forward of ``ids [batch, seq]`` with the hooks now registered on the bridge, through the
+    unwrapped modules where :func:`native_model` allows it (same numbers, less Python).
+
+    Returns ``logits [batch, seq, vocab]``, or ``None`` with ``logits=False`` (then the
+    unembedding is skipped where the model has a separate decoder stack).
+    """
+    tree = native_model(model)
+    if tree is None:
+        return model.bridge(ids, attention_mask=attention_mask, return_type="logits" if logits else None)
+    if not logits:
+        getter = getattr(tree, "get_decoder", None)
+        body = getter() if callable(getter) else None
+        if body is not None and body is not tree:
+            body(input_ids=ids, attention_mask=attention_mask, use_cache=False)
+            return None
+    out = tree(input_ids=ids, attention_mask=attention_mask, use_cache=False).logits
+    return out if logits else None

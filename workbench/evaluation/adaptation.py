@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 
 from workbench.core.chat import PLACEMENTS, prompt_ids
 from workbench.core.generation import SamplingConfig, generate_batch
+from workbench.core.native_path import forward
 from workbench.core.models import LoadedModel
 from workbench.steering import Steerer, check_alpha
 from workbench.steering.weights import WeightAdapter
@@ -265,7 +266,7 @@ def _logits(model: LoadedModel, ids: Sequence[int], span_len: int, steerer: Stee
             span = stack.enter_context(steerer.apply(model, alpha))
             span.mask = torch.zeros(tokens.shape, dtype=torch.bool, device=model.device)
             span.mask[0, -span_len:] = True
-        logits = model.bridge(tokens, return_type="logits")
+        logits = forward(model, tokens)
     return logits[0, -span_len:].float().cpu()
 
 

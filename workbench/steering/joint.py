@@ -22,6 +22,7 @@ import torch
 
 from workbench.activations.extraction import extract_batch
 from workbench.core.chat import AlignedPair
+from workbench.core.native_path import forward
 from workbench.core.span import aligned_span_mask, right_pad, span_index
 from workbench.steering.data import split_sequences
 from workbench.steering.hooks import add_steering, frozen
@@ -71,8 +72,7 @@ def run_steered(model, steerer: Steerer | None, pairs: Sequence[AlignedPair], la
     layers = steerer.layers if steerer is not None else ()
     hooks = [(model.resid_hook(l), hook_for(l)) for l in layers]
     with model.bridge.hooks(fwd_hooks=hooks):
-        logits = model.bridge(ids.to(device), attention_mask=mask.to(device),
-                              return_type="logits" if want_logits else None)
+        logits = forward(model, ids.to(device), mask.to(device), logits=want_logits)
     lam = torch.stack([lams[l] for l in layers]) if steerer is not None else None
     act = torch.stack([acts[l] for l in layers]) if want_acts and steerer is not None else None
     return lam, act, logits

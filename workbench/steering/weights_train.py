@@ -46,6 +46,7 @@ from workbench.activations.deltas import pairs_fingerprint
 from workbench.core.chat import AlignedPair
 from workbench.core.files import atomic_path
 from workbench.core.fingerprint import fingerprint
+from workbench.core.native_path import forward
 from workbench.core.span import right_pad
 from workbench.steering.data import split_sequences
 from workbench.steering.joint import response_token_nll
@@ -105,9 +106,9 @@ class WeightTrainConfig:
 
 
 def _nll(model, pairs: Sequence[AlignedPair]) -> torch.Tensor:
-    """Mean NLL (nats per response token) of ``y'`` given ``x`` for a batch, through the bridge."""
+    """Mean NLL (nats per response token) of ``y'`` given ``x`` for a batch."""
     ids, mask = right_pad([p.base_ids for p in pairs], model.tokenizer.pad_token_id)
-    logits = model.bridge(ids.to(model.device), attention_mask=mask.to(model.device), return_type="logits")
+    logits = forward(model, ids.to(model.device), mask.to(model.device))
     return response_token_nll(logits, pairs).mean()
 
 
