@@ -9,6 +9,7 @@ from workbench.app import experiment
 from workbench.app.experiment import ExperimentConfig, run_experiment
 from workbench.data.attributes import make_attribute
 from workbench.evaluation.comparison import EvalConfig
+from workbench.evaluation.data_efficiency import differences_pivot
 from workbench.judges.offline import FunctionJudge
 from workbench.steering.names import MethodSpec, parse_method
 
@@ -286,3 +287,21 @@ def test_data_efficiency_reads_what_the_experiment_measured(tiny_model, planted_
     for method in ("prompt", "Const-DiM"):
         row = table[table["method"] == method].iloc[0]
         assert row["attribute"] == pytest.approx(measured.loc[method, "attribute"])
+    # the paired differences at that size are the experiment's own, written beside the table
+    paired = pd.read_csv(tmp_path / "eff" / "differences.csv")
+    assert list(paired[["a", "b"]].itertuples(index=False, name=None)) == \
+        list(table.attrs["differences"][["a", "b"]].itertuples(index=False, name=None))
+    ours = paired.set_index(["a", "b"]).loc[("Const-DiM", "prompt")]
+    theirs = pd.read_csv(tmp_path / "differences.csv").set_index(["a", "b"]).loc[("Const-DiM", "prompt")]
+    assert ours["difference"] == pytest.approx(theirs["difference"]) and ours["lo"] == pytest.approx(theirs["lo"])
+    assert ours["n_train"] == len(data.pairs)
+
+
+def test_differences_pivot_marks_only_called_differences():
+    paired = pd.DataFrame({"a": ["A-PSR", "A-PSR"], "b": ["prompt", "LoRA r8"], "difference": [5.0, 30.0],
+                           "lo": [-2.0, 10.0], "hi": [12.0, 50.0], "n_train": [8, 8],
+                           "verdict": ["not separable at this n", "A-PSR beats LoRA r8"]})
+    pivot = differences_pivot(paired)
+    assert list(pivot.index) == ["A-PSR - prompt", "A-PSR - LoRA r8"]
+    assert pivot.loc["A-PSR - prompt", 8] == "+5.0 [-2.0, +12.0]"
+    assert pivot.loc["A-PSR - LoRA r8", 8] == "+30.0 [+10.0, +50.0] *"

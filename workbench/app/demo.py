@@ -40,7 +40,7 @@ from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.models import EMBEDDED_MODEL, LoadedModel, load_model
 from workbench.data.attributes import load_attribute
 from workbench.data.triplets import summarize
-from workbench.evaluation.data_efficiency import efficiency_pivot
+from workbench.evaluation.data_efficiency import differences_pivot, efficiency_pivot
 from workbench.viz.data_efficiency import data_efficiency_figure
 from workbench.viz.figures import comparison_figures, shown_layers
 from workbench.viz.report import dataframe_html, figure_html, legend_html, token_heatmap_html, write_html
@@ -185,6 +185,19 @@ def efficiency_html(path: Path, *, first: bool = False) -> list[str]:
         "instruction, loss on the response). The prompt needs no triplets (dashed).</p>",
         figure_html(data_efficiency_figure(table), first=first),
         dataframe_html(efficiency_pivot(table).reset_index()),
+    ] + _differences_html(path.with_name("differences.csv"))
+
+
+def _differences_html(path: Path) -> list[str]:
+    """The paired differences at each size, when the run wrote them."""
+    if not path.is_file():
+        return []
+    paired = differences_pivot(pd.read_csv(path).query("metric == 'attribute'"))
+    return [
+        "<p>Paired differences of TA@C80 (points; the same test questions and seeds for every method, 95% "
+        "bootstrap intervals resampling questions); * marks an interval that excludes 0, the only differences "
+        "called.</p>",
+        dataframe_html(paired.reset_index()),
     ]
 
 

@@ -53,6 +53,7 @@ from workbench.evaluation.comparison import (
     Comparison,
     EvalConfig,
     compare_methods,
+    default_contrasts,
     standard_methods,
     steerer_fingerprint,
 )
@@ -503,7 +504,10 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
 
     Returns:
         :func:`workbench.evaluation.data_efficiency.efficiency_table` (method, n_train, TA and its
-        interval, coherence, n); ``attrs["training"]`` holds ``{n_train: {method: cost}}``.
+        interval, coherence, n); ``attrs["training"]`` holds ``{n_train: {method: cost}}`` and
+        ``attrs["differences"]`` the paired differences at each size (every method minus the
+        prompt, A-PSR minus every other method; :meth:`Comparison.differences` columns plus
+        ``n_train``), also written as ``differences.csv`` beside ``efficiency.csv``.
     """
     if data.subset is not None:
         raise ValueError("run_data_efficiency takes the full prepared data, not a subset of it")
@@ -514,7 +518,7 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
     evaluations = Path(shared_run) / "evaluations" if shared_run is not None else directory / "evaluations"
     run_config = replace(config, methods=tuple(methods), plus_prompt=None,
                          evaluation=replace(config.evaluation, targets=(float(target),)))
-    results, training = {}, {}
+    results, training, differences = {}, {}, []
     for size in tqdm(chosen, desc="data efficiency", disable=not progress, leave=False):
         part = data if size == len(data.pairs) else subset_data(model, data, size, directory / f"n{size}",
                                                                 seed=config.seed, progress=progress)
@@ -526,8 +530,16 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
                                      attribute_judge=attribute_judge, coherence_judge=coherence_judge,
                                      progress=progress, cache_dir=evaluations)
         results[size], training[size] = comparison.results, costs
+        names = list(dict.fromkeys(comparison.results["method"]))
+        contrasts = default_contrasts(names) + [("A-PSR", m) for m in names
+                                                if m not in ("A-PSR", "prompt", "no steering") and "A-PSR" in names]
+        paired = comparison.differences(list(dict.fromkeys(contrasts)))
+        differences.append(paired.assign(n_train=size))
     table = efficiency_table(results, len(data.pairs), target=f"C{float(target):g}")
     table.attrs["training"] = training
+    paired = pd.concat(differences, ignore_index=True)
+    table.attrs["differences"] = paired
+    atomic_write_bytes(directory / "differences.csv", paired.to_csv(index=False, float_format="%.6g").encode("utf-8"))
     buffer = table.to_csv(index=False, float_format="%.6g").encode("utf-8")
     atomic_write_bytes(directory / "efficiency.csv", buffer)
     return table

@@ -5,7 +5,7 @@ attribute check."""
 
 from workbench.evaluation.adaptation import compare_adaptations
 from workbench.evaluation.attribute_check import check_attributes
-from workbench.evaluation.data_efficiency import efficiency_pivot, efficiency_table
+from workbench.evaluation.data_efficiency import differences_pivot, efficiency_pivot, efficiency_table
 from workbench.evaluation.comparison import Comparison, EvalConfig, Method, compare_methods, standard_methods
 from workbench.evaluation.faithfulness import faithfulness, paraphrase_pairs
 from workbench.evaluation.gating import evaluate_gating
@@ -16,7 +16,7 @@ from workbench.evaluation.strength import SearchResult, bootstrap_ci, find_alpha
 
 __all__ = [
     "Comparison", "EvalConfig", "Method", "SearchResult", "bootstrap_ci", "check_attributes", "claim_verdict",
-    "compare_adaptations", "compare_methods", "efficiency_pivot", "efficiency_table", "evaluate_gating", "faithfulness",
+    "compare_adaptations", "compare_methods", "differences_pivot", "efficiency_pivot", "efficiency_table", "evaluate_gating", "faithfulness",
     "find_alpha", "pair_errors", "paired_bootstrap", "paraphrase_pairs", "run_instruction_following",
     "standard_methods", "verdict",
 ]

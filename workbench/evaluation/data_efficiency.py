@@ -79,3 +79,18 @@ def efficiency_pivot(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     cells = table.assign(cell=[f"{a:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if pd.notna(a) else "n/a"
                                for a, lo, hi in zip(table["attribute"], table["attribute_lo"], table["attribute_hi"])])
     return cells.pivot(index="method", columns="n_train", values="cell")
+
+
+def differences_pivot(differences: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """``contrast x n_train`` cells reading ``"d [lo, hi]"`` from paired differences (the columns of
+    :meth:`workbench.evaluation.comparison.Comparison.differences` plus ``n_train``), with ``" *"``
+    where the interval excludes 0 (a difference that is called)."""
+    if differences.empty:
+        return pd.DataFrame()
+    called = ~differences["verdict"].isin(["not separable at this n", "not measured"])
+    cells = differences.assign(
+        contrast=differences["a"] + " - " + differences["b"],
+        cell=[f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{' *' if c else ''}" if pd.notna(d) else "n/a"
+              for d, lo, hi, c in zip(differences["difference"], differences["lo"], differences["hi"], called)])
+    order = list(dict.fromkeys(cells["contrast"]))
+    return cells.pivot(index="contrast", columns="n_train", values="cell").loc[order]
