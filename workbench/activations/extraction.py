@@ -31,7 +31,7 @@ from transformers.cache_utils import DynamicLayer
 from workbench.core.chat import AlignedPair, check_alignment
 from workbench.core.generation import new_kv_cache
 from workbench.core.models import LoadedModel
-from workbench.core.native_path import native_model
+from workbench.core.native_path import decoder_stack, native_model
 from workbench.core.span import right_pad, span_index
 
 
@@ -122,7 +122,7 @@ def record_span(
         with model.bridge.hooks(fwd_hooks=hooks):
             native = native_model(model) if body is not None else None
             if native is not None:  # the same decoder without the bridge's per-module wrapping: same numbers
-                body = native.get_decoder()
+                body = decoder_stack(native)
             if body is None:
                 model.bridge(ids.to(device), attention_mask=mask.to(device), return_type=None)
             elif cache is None:  # the decoder without its unembedding: the bridge's hooks live inside it
@@ -167,19 +167,8 @@ def _stop(resid: torch.Tensor, hook=None) -> torch.Tensor:
 
 
 def _decoder(model: LoadedModel):
-    """The wrapped model's decoder stack without the unembedding (``get_decoder()``), or ``None``.
-
-    Only where it is the whole path from tokens to the last block, i.e. the HF causal LM is that
-    decoder plus a head (Llama, Qwen2, Gemma, Mistral, Phi-3, SmolLM2, ...)."""
-    hf = model.bridge.original_model
-    getter = getattr(hf, "get_decoder", None)
-    try:
-        body = getter() if callable(getter) else None
-    except (AttributeError, NotImplementedError):
-        return None
-    if body is None or body is hf or not any(m is body for m in hf.children()):
-        return None
-    return body
+    """The wrapped model's decoder stack without the unembedding, or ``None`` (:func:`decoder_stack`)."""
+    return decoder_stack(model.bridge.original_model)
 
 
 @torch.no_grad()

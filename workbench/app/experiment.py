@@ -531,15 +531,15 @@ def run_data_efficiency(model: LoadedModel, data: PreparedData, config: Experime
                                      progress=progress, cache_dir=evaluations)
         results[size], training[size] = comparison.results, costs
         names = list(dict.fromkeys(comparison.results["method"]))
-        contrasts = default_contrasts(names) + [("A-PSR", m) for m in names
-                                                if m not in ("A-PSR", "prompt", "no steering") and "A-PSR" in names]
-        paired = comparison.differences(list(dict.fromkeys(contrasts)))
-        differences.append(paired.assign(n_train=size))
+        against_psr = [("A-PSR", m) for m in names if m not in ("A-PSR", "prompt", "no steering")] \
+            if "A-PSR" in names else []
+        contrasts = list(dict.fromkeys(default_contrasts(names) + against_psr))
+        differences.append(comparison.differences(contrasts).assign(n_train=size))
     table = efficiency_table(results, len(data.pairs), target=f"C{float(target):g}")
     table.attrs["training"] = training
-    paired = pd.concat(differences, ignore_index=True)
-    table.attrs["differences"] = paired
-    atomic_write_bytes(directory / "differences.csv", paired.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+    table.attrs["differences"] = pd.concat(differences, ignore_index=True)
+    atomic_write_bytes(directory / "differences.csv",
+                       table.attrs["differences"].to_csv(index=False, float_format="%.6g").encode("utf-8"))
     buffer = table.to_csv(index=False, float_format="%.6g").encode("utf-8")
     atomic_write_bytes(directory / "efficiency.csv", buffer)
     return table

@@ -5,17 +5,19 @@ each linear layer) in a Python component with hook points of its own. At a decod
 token per row that wrapping is most of the cost: unsteered generation through the bridge ran at
 0.83x of bare Hugging Face ``generate`` (``benchmarks/bench_generation_vs_hf.py``). Generation and
 Delta_PS extraction only hook the residual stream at block boundaries (steerers, lambda read-out,
-recorders, the patched pass's overwrites), so for them :func:`native_model` builds a second module tree that shares every parameter and buffer with the
-bridge's model but holds the original Hugging Face modules, and calls each block's ``hook_in`` /
-``hook_out`` HookPoint from native torch hooks on its decoder layer. Every hook registered with
+recorders, the patched pass's overwrites), so for them :func:`native_model` builds a second module
+tree that shares every parameter and buffer with the bridge's model but holds the original Hugging
+Face modules, and calls each block's ``hook_in`` / ``hook_out`` HookPoint from native torch hooks on
+its decoder layer. Every hook registered with
 ``bridge.hooks(...)`` on those points fires as it does through the bridge, and the logits are
 bit-identical (``tests/core/test_native_path.py``, every offline model family).
 
 The tree is built per call (a few milliseconds) rather than cached, so that adapters
 injected after loading (peft's LoRA layers) are part of it. :func:`native_model` returns ``None``,
 and the caller keeps the bridge, whenever the shortcut could differ: a hook on any other hook point
-(e.g. an attention pattern a user hooked) or a torch hook on a bridge component, a model dispatched with a device map (accelerate
-patches ``forward`` on the modules themselves), or ``WORKBENCH_THROUGH_BRIDGE=1`` (to compare).
+(e.g. an attention pattern a user hooked) or a torch hook on a bridge component, a model
+dispatched with a device map (accelerate patches ``forward`` on the modules themselves), or
+``WORKBENCH_THROUGH_BRIDGE=1`` (to compare).
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ def _route_block_hooks(layer: torch.nn.Module, block) -> None:
             return point(output)
         return output
 
-    layer.register_forward_pre_hook(before, with_kwargs=True, prepend=True)  # as the bridge: hook_in before the layer's own hooks
+    # prepend: as in the bridge, hook_in fires before the layer's own pre-hooks
+    layer.register_forward_pre_hook(before, with_kwargs=True, prepend=True)
     layer.register_forward_hook(after)
 
 
@@ -143,11 +146,24 @@ def forward(model: LoadedModel, ids: torch.Tensor, attention_mask: torch.Tensor 
     tree = native_model(model)
     if tree is None:
         return model.bridge(ids, attention_mask=attention_mask, return_type="logits" if logits else None)
-    if not logits:
-        getter = getattr(tree, "get_decoder", None)
-        body = getter() if callable(getter) else None
-        if body is not None and body is not tree:
-            body(input_ids=ids, attention_mask=attention_mask, use_cache=False)
-            return None
+    body = None if logits else decoder_stack(tree)
+    if body is not None:
+        body(input_ids=ids, attention_mask=attention_mask, use_cache=False)
+        return None
     out = tree(input_ids=ids, attention_mask=attention_mask, use_cache=False).logits
     return out if logits else None
+
+
+def decoder_stack(causal_lm: torch.nn.Module) -> torch.nn.Module | None:
+    """A causal LM's decoder stack without the unembedding (``get_decoder()``), or ``None``.
+
+    Only where it is the whole path from tokens to the last block, i.e. the causal LM is that
+    decoder plus a head (Llama, Qwen2, Gemma, Mistral, Phi-3, SmolLM2, ...)."""
+    getter = getattr(causal_lm, "get_decoder", None)
+    try:
+        body = getter() if callable(getter) else None
+    except (AttributeError, NotImplementedError):
+        return None
+    if body is None or body is causal_lm or not any(m is body for m in causal_lm.children()):
+        return None
+    return body

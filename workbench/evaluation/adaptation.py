@@ -61,8 +61,8 @@ from tqdm.auto import tqdm
 
 from workbench.core.chat import PLACEMENTS, prompt_ids
 from workbench.core.generation import SamplingConfig, generate_batch
-from workbench.core.native_path import forward
 from workbench.core.models import LoadedModel
+from workbench.core.native_path import forward
 from workbench.steering import Steerer, check_alpha
 from workbench.steering.weights import WeightAdapter
 

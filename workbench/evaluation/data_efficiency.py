@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from workbench.evaluation.statistics import NOT_MEASURED, NOT_SEPARABLE
+
 EFFICIENCY_COLUMNS = ["method", "n_train", "all", "target", "alpha", "reached", "attribute", "attribute_lo",
                       "attribute_hi", "coherence", "n", "n_missing"]
 
@@ -87,7 +89,7 @@ def differences_pivot(differences: pd.DataFrame, digits: int = 1) -> pd.DataFram
     where the interval excludes 0 (a difference that is called)."""
     if differences.empty:
         return pd.DataFrame()
-    called = ~differences["verdict"].isin(["not separable at this n", "not measured"])
+    called = ~differences["verdict"].isin([NOT_SEPARABLE, NOT_MEASURED])
     cells = differences.assign(
         contrast=differences["a"] + " - " + differences["b"],
         cell=[f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]{' *' if c else ''}" if pd.notna(d) else "n/a"

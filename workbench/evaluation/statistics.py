@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 NOT_SEPARABLE = "not separable at this n"
+NOT_MEASURED = "not measured"
 HOLDS, DOES_NOT_HOLD = "holds", "does not hold"
 
 
@@ -166,7 +167,7 @@ def unpaired_bootstrap(a, b, *, names: tuple[str, str] = ("A", "B"), n_boot: int
 def verdict(diff: PairedDifference) -> str:
     """``"A beats B"`` when the interval lies above 0, ``"B beats A"`` below, else not separable."""
     if diff.n == 0 or math.isnan(diff.lo):
-        return "not measured"
+        return NOT_MEASURED
     if diff.lo > 0:
         return f"{diff.a} beats {diff.b}"
     if diff.hi < 0:
@@ -185,7 +186,7 @@ def claim_verdict(lo: float, hi: float, threshold: float = 0.0, direction: str =
     if direction not in (">", "<"):
         raise ValueError(f"direction must be '>' or '<', got {direction!r}")
     if any(isinstance(v, float) and math.isnan(v) for v in (lo, hi)):
-        return "not measured"
+        return NOT_MEASURED
     if lo > hi:
         raise ValueError(f"an interval needs lo <= hi, got [{lo}, {hi}]")
     if direction == "<":
