@@ -3,13 +3,26 @@
 A fingerprint is the SHA-256 of a canonical JSON encoding of its parts: dict keys sorted, tuples
 as lists, dataclasses as their fields, tensors and arrays by dtype, shape and raw bytes. Two calls
 give the same fingerprint exactly when their parts are equal, whatever the dict order.
+
+Behaviour is fingerprinted too, so that a cache keyed on a judge sees a changed scorer:
+
+- an object with a ``fingerprint_identity()`` method stands for what that method returns (a loaded
+  model: its id; an LLM judge: its endpoint, model and prompt);
+- a function by its qualified name, its source where Python can find it (a module, a notebook
+  cell) and its bytecode and constants, its default arguments, the values its closure holds, and
+  the simple values and functions it reads from its module's globals; a ``version`` attribute on
+  the function (``fn.version = 2``) is part of it, for a change none of that shows;
+- ``functools.partial`` by its function and arguments; a bound method by its function and object.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
+import types
 from pathlib import PurePath
 from typing import Any
 
@@ -17,8 +30,18 @@ import numpy as np
 import torch
 
 
-def _canonical(value: Any, digest) -> Any:
+#: How deep a function's globals are followed (a scorer calling a helper calling a helper).
+_GLOBALS_DEPTH = 3
+
+
+def _canonical(value: Any, digest, depth: int = 0) -> Any:
     """A JSON-able stand-in for ``value``; tensor and array bytes go straight into ``digest``."""
+    identity = getattr(value, "fingerprint_identity", None)
+    if callable(identity) and not isinstance(value, type):
+        return {"identity": type(value).__qualname__, "of": _canonical(identity(), digest, depth)}
+    if isinstance(value, (types.FunctionType, types.MethodType, functools.partial)) or \
+            isinstance(value, (types.BuiltinFunctionType, types.CodeType)):
+        return _callable(value, digest, depth)
     if isinstance(value, torch.Tensor):
         array = value.detach().cpu().contiguous()
         digest.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
@@ -27,20 +50,88 @@ def _canonical(value: Any, digest) -> Any:
         digest.update(np.ascontiguousarray(value).tobytes())
         return {"array": str(value.dtype), "shape": list(value.shape)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _canonical(getattr(value, f.name), digest) for f in dataclasses.fields(value)}
+        return {f.name: _canonical(getattr(value, f.name), digest, depth) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _canonical(v, digest) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): _canonical(v, digest, depth) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
-        return [_canonical(v, digest) for v in value]
+        return [_canonical(v, digest, depth) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted(_canonical(v, digest) for v in value)
+        return sorted(_canonical(v, digest, depth) for v in value)
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, bytes):
+        return {"bytes": hashlib.sha256(value).hexdigest()}
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise TypeError(f"cannot fingerprint a {type(value).__name__}: give its parameters instead")
+
+
+def _or_type(value: Any, digest, depth: int) -> Any:
+    """``value``'s canonical form, or its type's name where it has none (a closure over a socket)."""
+    try:
+        return _canonical(value, digest, depth)
+    except (TypeError, RecursionError):
+        return {"unfingerprintable": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+
+def _code(code: types.CodeType, digest, depth: int) -> dict:
+    return {"bytecode": hashlib.sha256(code.co_code).hexdigest(), "names": list(code.co_names),
+            "consts": [_code(c, digest, depth) if isinstance(c, types.CodeType) else _or_type(c, digest, depth)
+                       for c in code.co_consts]}
+
+
+def _callable(fn: Any, digest, depth: int) -> Any:
+    """What a function's results depend on that Python can see (see the module docstring)."""
+    if isinstance(fn, types.CodeType):
+        return _code(fn, digest, depth)
+    if isinstance(fn, functools.partial):
+        return {"partial": _callable(fn.func, digest, depth), "args": [_or_type(a, digest, depth) for a in fn.args],
+                "keywords": {k: _or_type(v, digest, depth) for k, v in sorted(fn.keywords.items())}}
+    if isinstance(fn, types.MethodType):
+        return {"method": _callable(fn.__func__, digest, depth), "self": _or_type(fn.__self__, digest, depth)}
+    if isinstance(fn, types.BuiltinFunctionType):
+        return {"builtin": f"{getattr(fn, '__module__', None)}.{fn.__qualname__}"}
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = None
+    out = {"function": f"{fn.__module__}.{fn.__qualname__}", "source": source, "code": _code(fn.__code__, digest, depth),
+           "defaults": _or_type(fn.__defaults__, digest, depth),
+           "kwdefaults": _or_type(fn.__kwdefaults__, digest, depth),
+           "closure": [_or_type(cell.cell_contents, digest, depth) if _cell_filled(cell) else None
+                       for cell in fn.__closure__ or ()],
+           "version": _or_type(getattr(fn, "version", None), digest, depth)}
+    if depth < _GLOBALS_DEPTH:
+        out["globals"] = {name: _global(fn.__globals__[name], digest, depth + 1)
+                          for name in sorted(set(_all_names(fn.__code__))) if name in fn.__globals__}
+    return out
+
+
+def _all_names(code: types.CodeType) -> list[str]:
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names += _all_names(const)
+    return names
+
+
+def _global(value: Any, digest, depth: int) -> Any:
+    """A global a function reads: functions and plain values count, modules and classes by name."""
+    if isinstance(value, types.FunctionType):
+        return _callable(value, digest, depth)
+    if value is None or isinstance(value, (str, int, float, bool, tuple, frozenset)):
+        return _or_type(value, digest, depth)
+    return {"global": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+
+def _cell_filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # a cell not yet assigned
+        return False
+    return True
 
 
 def fingerprint(*parts: Any, length: int = 16) -> str:
@@ -58,6 +149,25 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
     body = json.dumps(_canonical(list(parts), digest), sort_keys=True, separators=(",", ":"))
     digest.update(body.encode("utf-8"))
     return digest.hexdigest()[:length]
+
+
+def behaviour_fingerprint(obj: Any, length: int = 16) -> str:
+    """Fingerprint of what an object does: its ``fingerprint_identity()``, its dataclass fields or
+    its function (see the module docstring), else its class and attributes, each attribute without a
+    canonical form standing by its type (a lock, a thread pool).
+
+    Example:
+        >>> behaviour_fingerprint(lambda r: 100.0) != behaviour_fingerprint(lambda r: 0.0)
+        True
+    """
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    try:
+        return fingerprint(kind, obj, length=length)
+    except TypeError:
+        digest = hashlib.sha256()  # tensor bytes of the attributes go into this digest, then the body
+        state = {k: _or_type(v, digest, 0) for k, v in sorted(vars(obj).items())} if hasattr(obj, "__dict__") else {}
+        digest.update(json.dumps([kind, state], sort_keys=True, separators=(",", ":")).encode("utf-8"))
+        return digest.hexdigest()[:length]
 
 
 def sample_seed(seed: int, question: str, instruction: str, sample_index: int) -> int:

@@ -75,6 +75,10 @@ class LoadedModel:
     tokenizer: Any
     model_id: str
 
+    def fingerprint_identity(self) -> dict:
+        """What stands for this model in a cache key (:func:`workbench.core.fingerprint.fingerprint`)."""
+        return {"model_id": self.model_id}
+
     @property
     def n_layers(self) -> int:
         return int(self.bridge.cfg.n_layers)

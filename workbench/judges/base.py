@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Score", "Judge", "check_batch", "success"]
+from workbench.core.fingerprint import behaviour_fingerprint
+
+__all__ = ["Score", "Judge", "check_batch", "judge_fingerprint", "success"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,27 @@ class Judge(Protocol):
     def score(self, question: str, response: str) -> Score: ...
 
     def score_batch(self, questions: Sequence[str], responses: Sequence[str]) -> list[Score]: ...
+
+
+def judge_fingerprint(judge: Judge) -> str:
+    """``name@fingerprint``: a judge's name and a fingerprint of its behaviour, the part of every
+    cache key that stands for the judge (triplets, evaluations).
+
+    The behaviour is what :func:`workbench.core.fingerprint.behaviour_fingerprint` sees: a user
+    scorer's source, bytecode, closure and ``version`` attribute; an LLM judge's endpoint, model and
+    prompt (its ``fingerprint_identity()``); a coherence judge's weights and the model behind its
+    log-likelihood. So a changed scorer re-scores and an unchanged one is read back.
+
+    Example:
+        >>> from workbench.judges.offline import FunctionJudge
+        >>> always = lambda r: 100.0
+        >>> judge_fingerprint(FunctionJudge(always, name="always")).startswith("always@")
+        True
+        >>> judge_fingerprint(FunctionJudge(always)) == judge_fingerprint(FunctionJudge(lambda r: 0.0))
+        False
+    """
+    name = str(getattr(judge, "name", type(judge).__name__))
+    return f"{name}@{behaviour_fingerprint(judge)}"
 
 
 def check_batch(questions: Sequence[str], responses: Sequence[str]) -> None:

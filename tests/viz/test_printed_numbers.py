@@ -1,0 +1,86 @@
+"""The notebooks' tolerant comparison: a last-digit change passes, anything more fails.
+
+Tested on the function and through nbval itself, on a planted notebook whose stored output differs
+from what its cell prints.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench.viz.printed_numbers import number_tolerance, printed_numbers_match, split_numbers
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@pytest.mark.parametrize("stored, rerun", [
+    ("ye   1.816", "ye   1.817"),                                     # the four cells issue #29 saw
+    ("alpha 1.75  mean lambda@15  0.78  pirate  95.0", "alpha 1.75  mean lambda@15  0.79  pirate  95.0"),
+    ("A-PSR   82.1     True", "A-PSR   82.2     True"),
+    ("12.0982->70, 10.3303->84 => alpha 10.3303 (reached)", "12.0981->70, 10.3303->84 => alpha 10.3303 (reached)"),
+    ("-0.01", "0.00"),                                                # one unit across zero
+    ("2.5e-04", "2.6e-04"),
+    ("10.33->80", "10.3301->80"),                                     # %g drops zeros: the finer precision rules
+    ("x  9.99 |", "x 10.00 |"),                                       # padding follows the width
+    ("L10 Q4_K_M v0.1.2", "L10 Q4_K_M v0.1.2"),
+])
+def test_a_last_digit_change_passes(stored, rerun):
+    assert printed_numbers_match(stored, rerun)
+
+
+@pytest.mark.parametrize("stored, rerun", [
+    ("ye   1.816", "ye   1.818"),                                     # two units
+    ("mean 0.78", "mean 0.80"),
+    ("10.33->80", "10.3312->80"),                                     # beyond the finer precision
+    ("alpha 10.3303 (reached)", "alpha 10.3303 (max steps)"),         # a decision
+    ("A-PSR   82.1     True", "A-PSR   82.1     False"),
+    ("S-PSR  A-PSR", "A-PSR  S-PSR"),                                 # a method order
+    ("n = 40", "n = 41"),                                             # integers are exact
+    ("n = 40", "n = 40.5"),                                           # an integer against a decimal: the decimal sets it
+    ("L10 holds", "L11 holds"),                                       # digits inside a word are text
+    ("1.5 and 2.5", "1.5 and"),                                       # the count of numbers
+    ("a\nb 1.0", "a b 1.0"),                                          # line breaks are exact
+    ("kept 12", "kept  12 "),                                         # trailing blanks appear
+    ("nan", "0.0"),
+])
+def test_anything_more_fails(stored, rerun):
+    assert not printed_numbers_match(stored, rerun)
+
+
+def test_tolerance_is_one_unit_of_the_last_digit():
+    assert number_tolerance("1.816") == pytest.approx(0.001)
+    assert number_tolerance("82.") == 1.0
+    assert number_tolerance("3E+02") == 100.0
+    assert number_tolerance("40") == 0.0
+    assert split_numbers("x=-1.5e3, y2") == (["x=", ", y2"], ["-1.5e3"])
+
+
+def _planted_notebook(path: Path, prints: str, stored: str) -> None:
+    cell = nbformat.v4.new_code_cell(f"print({prints!r})", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored + "\n")]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+@pytest.mark.parametrize("prints, stored, passes", [
+    ("top ye   1.817 took 3.9 s", "top ye   1.816 took 0.2 s", True),     # last digit, and a masked timing
+    ("top ye   1.818", "top ye   1.816", False),
+    ("top yo   1.816", "top ye   1.816", False),
+])
+def test_nbval_compares_within_printed_precision(tmp_path, prints, stored, passes):
+    for name in ("conftest.py", "sanitize.cfg"):
+        shutil.copy(NOTEBOOKS / name, tmp_path / name)
+    _planted_notebook(tmp_path / "planted.ipynb", prints, stored)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "planted.ipynb", "--nbval", "--nbval-current-env", "--nbval-sanitize-with",
+         "sanitize.cfg", "-p", "no:cacheprovider", "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert (done.returncode == 0) == passes, done.stdout[-3000:] + done.stderr[-2000:]
+    if not passes:
+        assert "1.816" in done.stdout  # nbval's own diff shows the stored text
