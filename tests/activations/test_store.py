@@ -1,11 +1,10 @@
-import json
-
 import pytest
 import torch
 
 from workbench.activations.deltas import delta_norms, extract_deltas, token_magnitudes
 from workbench.activations.extraction import extract_batch
 from workbench.activations.store import DeltaStore
+from workbench.core.checked_files import read_json, write_json
 
 
 def test_round_trip_float32_is_exact(tiny_model, tiny_pairs, tmp_path):
@@ -79,9 +78,9 @@ def test_a_store_refuses_a_different_run(tiny_model, tiny_pairs, tmp_path):
 
 def test_index_from_another_version_is_refused(tiny_model, tiny_pairs, tmp_path):
     store = extract_deltas(tiny_model, tiny_pairs, tmp_path / "s", progress=False)
-    index = json.loads((store.directory / "index.json").read_text())
+    index = read_json(store.directory / "index.json")
     index["format_version"] = 99
-    (store.directory / "index.json").write_text(json.dumps(index))
+    write_json(store.directory / "index.json", index)
     with pytest.raises(ValueError, match="store format 99"):
         DeltaStore(store.directory)
     with pytest.raises(FileNotFoundError, match="not an activation store"):

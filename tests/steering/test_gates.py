@@ -234,17 +234,29 @@ def test_a_saved_gate_from_another_version_or_model_is_refused(tiny_model, tmp_p
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from workbench.core.tensor_files import write_tensor_file
+
     gate = fit_gate(tiny_model, SEA, OTHER, layer=0)
     path = gate.save(tmp_path / "g.safetensors")
     with safe_open(path, framework="pt") as fh:
         meta = json.loads(fh.metadata()["workbench_gate"])
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     save_file(tensors, tmp_path / "old.safetensors", metadata={"workbench_gate": json.dumps({**meta, "format_version": 0})})
-    with pytest.raises(ValueError, match="gate format 0; this workbench reads format 1"):
+    with pytest.raises(ValueError, match="gate format 0; this workbench reads format 2"):
         load_gate(tmp_path / "old.safetensors")
-    save_file(tensors, tmp_path / "other.safetensors", metadata={"workbench_gate": json.dumps({**meta, "model_id": "gemma"})})
+    save_file(tensors, tmp_path / "unchecked.safetensors", metadata={"workbench_gate": json.dumps(meta)})
+    with pytest.raises(ValueError, match="unchecked.safetensors: the gate's checksums are missing"):
+        load_gate(tmp_path / "unchecked.safetensors")
+    plain = {k: v for k, v in meta.items() if k not in ("format_version", "package_version")}
+    write_tensor_file(tmp_path / "other.safetensors", tensors, {**plain, "model_id": "gemma"}, meta_key="workbench_gate",
+                      format_version=2)
     with pytest.raises(ValueError, match="learned on 'gemma'"):
         load_gate(tmp_path / "other.safetensors", tiny_model)
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"g.safetensors: tensor '\w+' does not match its checksum"):
+        load_gate(path)
 
 
 # --------------------------------------------------------------------------------------------- bad input

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 import workbench
+from workbench.core.tensor_files import CorruptFileError, write_tensor_file
 from workbench.steering import PSRSteerer, Steerer, SteererInfo, load_steerer, make_steerer, read_metadata
 
 
@@ -28,7 +29,7 @@ def test_round_trip_is_exact(steerer, tiny_model, tmp_path):
     for key, value in steerer.params().items():
         assert torch.equal(loaded.params()[key], value)
     meta = read_metadata(path)
-    assert meta["package_version"] == workbench.__version__ and meta["format_version"] == 1
+    assert meta["package_version"] == workbench.__version__ and meta["format_version"] == 2
     assert meta["model_id"] == "tiny-random-llama-L3-s0" and meta["d_model"] == 64 and meta["n_layers"] == 3
     assert meta["attribute"] == "pirate" and meta["data_hash"] == "abc123" and meta["training"] == "joint"
     assert [p.name for p in path.parent.iterdir()] == ["pirate.safetensors"]  # no temp file left behind
@@ -82,10 +83,10 @@ def test_truncated_or_foreign_files_fail_clearly(steerer, tmp_path):
 def test_inconsistent_tensors_are_refused(steerer, tmp_path):
     path = tmp_path / "s.safetensors"
     steerer.save(path)
-    meta = read_metadata(path)
+    meta = {k: v for k, v in read_metadata(path).items() if k not in ("format_version", "package_version")}
     bad = tmp_path / "bad.safetensors"
-    save_file({"z": torch.zeros(2, 2, 64), "w": torch.zeros(2, 2, 64)}, str(bad),
-              metadata={"workbench_steerer": json.dumps(meta)})
+    write_tensor_file(bad, {"z": torch.zeros(2, 2, 64), "w": torch.zeros(2, 2, 64)}, meta,
+                      meta_key="workbench_steerer", format_version=2)
     with pytest.raises(ValueError, match="bad.safetensors holds tensors"):
         load_steerer(bad)
     newer = tmp_path / "newer.safetensors"
@@ -103,3 +104,52 @@ def test_a_trained_steerer_round_trips(tiny_model, tiny_pairs, tmp_path):
     loaded = Steerer.load(tmp_path / "t.safetensors", tiny_model)
     assert loaded.info == trained.info and loaded.info.config["steps"] == 5 and loaded.info.history["steps"] == 5
     assert all(torch.equal(loaded.params()[k], v) for k, v in trained.params().items())
+
+
+def test_a_flipped_byte_is_refused_naming_the_file(steerer, tmp_path):
+    path = tmp_path / "s.safetensors"
+    steerer.save(path)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # the last bytes are tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=r"s.safetensors: tensor '\w' does not match its checksum"):
+        load_steerer(path)
+
+
+def test_no_flipped_byte_loads_a_different_steerer(steerer, tmp_path):
+    path = tmp_path / "s.safetensors"
+    steerer.save(path)
+    clean = path.read_bytes()
+    silent = []
+    for offset in range(0, len(clean), 3):
+        data = bytearray(clean)
+        data[offset] ^= 0x04
+        path.write_bytes(bytes(data))
+        try:
+            loaded = load_steerer(path)
+        except (ValueError, KeyError):
+            continue
+        same = loaded.info == steerer.info and all(torch.equal(loaded.params()[k], v) for k, v in steerer.params().items())
+        if not same:
+            silent.append(offset)
+    assert silent == []
+
+
+def test_non_finite_parameters_are_refused(steerer, tmp_path):
+    params = steerer.params()
+    params["z"] = params["z"].clone()
+    params["z"][0, 0, 0] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    make_steerer(steerer.info, **params).save(path)
+    with pytest.raises(CorruptFileError, match=r"nan.safetensors: tensor 'z' of the steerer holds NaN or infinite"):
+        load_steerer(path)
+
+
+def test_a_steerer_saved_before_checksums_loads_with_a_warning(steerer, tiny_model, tmp_path):
+    path = tmp_path / "old.safetensors"
+    steerer.save(path)
+    meta = read_metadata(path)
+    save_file(steerer.params(), str(path), metadata={"workbench_steerer": json.dumps({**meta, "format_version": 1})})
+    with pytest.warns(UserWarning, match="written before steerers had checksums"):
+        loaded = load_steerer(path, tiny_model)
+    assert all(torch.equal(loaded.params()[k], v) for k, v in steerer.params().items())

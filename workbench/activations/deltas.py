@@ -2,7 +2,8 @@
 
 ``extract_deltas`` runs :func:`workbench.activations.extraction.extract_batch` batch by batch and streams
 each batch to a :class:`~workbench.activations.store.DeltaWriter` shard, resuming after the shards already
-written. ``token_magnitudes`` turns a store into the tidy table behind the "which tokens does the
+written. It holds the store directory's lock for the whole extraction: a second process extracting
+into the same directory waits for the first, then finds its work done. ``token_magnitudes`` turns a store into the tidy table behind the "which tokens does the
 prompt rewrite" views: one row per (sample, layer, span position) with ``||D[l, t]||`` and the
 relative magnitude ``||D[l, t]|| / ||A_l(x y')[t]||``.
 """
@@ -21,6 +22,7 @@ from workbench.activations.extraction import extract_batch
 from workbench.activations.store import DeltaStore, DeltaWriter, check_disk_space, check_kinds, store_bytes
 from workbench.core.chat import AlignedPair
 from workbench.core.fingerprint import fingerprint
+from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel
 
 
@@ -69,21 +71,22 @@ def extract_deltas(
     sample_ids = list(range(len(pairs))) if sample_ids is None else [int(s) for s in sample_ids]
     if len(sample_ids) != len(pairs) or len(set(sample_ids)) != len(sample_ids):
         raise ValueError("sample_ids must give one distinct id per triplet")
-    writer = DeltaWriter(
-        directory, model_id=model.model_id, layers=layers, d_model=model.d_model, dtype=dtype, local=local,
-        provenance={"triplets": pairs_fingerprint(pairs), "n_triplets": len(pairs)}, kinds=kinds,
-    )
-    done = writer.done_samples
-    todo = [i for i, s in enumerate(sample_ids) if s not in done]
-    check_disk_space(directory, store_bytes(sum(pairs[i].span_len for i in todo), len(layers), model.d_model,
-                                            writer.header["kinds"], dtype))
-    # Similar lengths share a batch, which keeps padding (wasted compute) small.
-    todo.sort(key=lambda i: len(pairs[i].steered_ids))
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    for batch in tqdm(batches, desc="extracting Delta_PS", disable=not progress, leave=False):
-        acts = extract_batch(model, [pairs[i] for i in batch], layers, local=local)
-        writer.write(acts, [sample_ids[i] for i in batch])
-    return DeltaStore(directory)
+    with directory_lock(directory, purpose=f"extracting Delta_PS of {len(pairs)} triplets"):
+        writer = DeltaWriter(
+            directory, model_id=model.model_id, layers=layers, d_model=model.d_model, dtype=dtype, local=local,
+            provenance={"triplets": pairs_fingerprint(pairs), "n_triplets": len(pairs)}, kinds=kinds,
+        )
+        done = writer.done_samples
+        todo = [i for i, s in enumerate(sample_ids) if s not in done]
+        check_disk_space(directory, store_bytes(sum(pairs[i].span_len for i in todo), len(layers), model.d_model,
+                                                writer.header["kinds"], dtype))
+        # Similar lengths share a batch, which keeps padding (wasted compute) small.
+        todo.sort(key=lambda i: len(pairs[i].steered_ids))
+        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        for batch in tqdm(batches, desc="extracting Delta_PS", disable=not progress, leave=False):
+            acts = extract_batch(model, [pairs[i] for i in batch], layers, local=local)
+            writer.write(acts, [sample_ids[i] for i in batch])
+        return DeltaStore(directory)
 
 
 def delta_norms(delta: torch.Tensor, base: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:

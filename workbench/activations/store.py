@@ -2,33 +2,43 @@
 
 A store is a directory::
 
-    index.json            format version, model id, layers, d_model, dtype, provenance, shard list
+    index.json            format version, model id, layers, d_model, dtype, provenance, shard list,
+                          and its checksum
     shard-00000.safetensors   base.{l}, acc.{l}, loc.{l} as [tokens, d_model]; token_ids, sample,
-                              position as [tokens]; header_len as [samples]
+                              position as [tokens]; header_len as [samples]; a checksum per tensor
 
 Every file is written to a temporary name and renamed, shard first and index last, so an
 interrupted run leaves only whole shards that the index names; a re-run resumes after them.
-Reading goes through ``safetensors.safe_open``, which memory-maps the file and reads a tensor only
-when asked for it, so a large run never needs all activations in memory.
+Reading memory-maps a shard and reads a tensor only when asked for it, so a large run never needs
+all activations in memory; each tensor is checked against its checksum as it is read
+(:class:`workbench.core.tensor_files.TensorFile`), and a writer opening a store to resume checks
+every tensor of every shard, so a corrupt shard is extracted again. One writer at a time: a writer
+holds the directory's lock (:func:`workbench.core.locks.directory_lock`) while it writes, and
+refuses to go on when another changed the store meanwhile; ``extract_deltas`` holds it for a
+whole extraction, so a second one waits and then finds the work done.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from workbench.activations.extraction import SpanActivations
-from workbench.core.files import atomic_path, atomic_write_json
+from workbench.core.checked_files import read_json, write_json
+from workbench.core.locks import directory_lock
+from workbench.core.tensor_files import CorruptFileError, TensorFile, write_tensor_file
 
-STORE_FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+STORE_FORMAT_VERSION = 2  # 2: checksums on the index and on every shard tensor
+_LEGACY_FORMATS = (1,)
 INDEX_NAME = "index.json"
+SHARD_META_KEY = "workbench_store_shard"
 KINDS = ("base", "steered", "acc", "loc")
 STORED_KINDS = ("base", "acc", "loc")  # what a shard can hold; "steered" is read as base + acc
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -75,21 +85,35 @@ def format_bytes(n: float) -> str:
     raise AssertionError
 
 
+class LegacyStoreError(ValueError):
+    """A store written before checksums (format 1): a writer extracts it again, a reader says so."""
+
+
 def _read_index(directory: Path) -> dict:
     path = directory / INDEX_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not an activation store (no {INDEX_NAME})")
     try:
-        index = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{directory} is not an activation store (no {INDEX_NAME})") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"corrupt store index {path}: {err}") from err
+        index = read_json(path, legacy_ok=True)
+    except CorruptFileError as err:
+        raise CorruptFileError(f"corrupt store index: {err}; extract again (resume rebuilds it)") from err
     version = index.get("format_version")
+    if version in _LEGACY_FORMATS:
+        raise LegacyStoreError(f"{directory} is a store of format {version}, written before stores had checksums; "
+                               "run the extraction again (it rebuilds the store in place)")
     if version != STORE_FORMAT_VERSION:
         raise ValueError(
             f"{path} is store format {version!r}, this workbench reads format {STORE_FORMAT_VERSION}; "
             "re-run the extraction into a new directory"
         )
-    return index
+    try:
+        return read_json(path)
+    except CorruptFileError as err:
+        raise CorruptFileError(f"corrupt store index: {err}; extract again (resume rebuilds it)") from err
+
+
+def _open_shard(directory: Path, name: str) -> TensorFile:
+    return TensorFile(directory / name, meta_key=SHARD_META_KEY, format_version=STORE_FORMAT_VERSION, what="store shard")
 
 
 class DeltaWriter:
@@ -100,6 +124,12 @@ class DeltaWriter:
         header: what identifies the run (model id, layers, d_model, dtype, provenance). Opening an
             existing store with a different header raises, naming the field that differs.
         dtype: storage dtype name, ``"float16"`` (default) or ``"float32"``.
+
+    Opening an existing store checks every shard in full (sizes, then every tensor against its
+    checksum) and drops those that fail, so they are extracted again; a store of an older format
+    is extracted again from the start. Hold :func:`workbench.core.locks.directory_lock` on the
+    directory for the whole of a writer's life when several processes may write it (each write
+    takes it, and raises if another writer changed the store in between).
     """
 
     def __init__(self, directory: str | Path, *, model_id: str, layers: Sequence[int], d_model: int,
@@ -110,7 +140,6 @@ class DeltaWriter:
         if dtype not in _DTYPES:
             raise ValueError(f"unknown storage dtype {dtype!r}; expected one of {sorted(_DTYPES)}")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.header = {
             "format_version": STORE_FORMAT_VERSION,
             "model_id": model_id,
@@ -121,22 +150,43 @@ class DeltaWriter:
             "kinds": list(kinds),
             "provenance": provenance or {},
         }
-        if (self.directory / INDEX_NAME).exists():
+        with directory_lock(self.directory, purpose="opening an activation store"):
+            self.shards = self._resumable_shards()
+            self._write_index()
+
+    def _resumable_shards(self) -> list[dict]:
+        """The shards of the store already here that hold what they should; the rest are removed."""
+        if not (self.directory / INDEX_NAME).exists():
+            return []
+        try:
             index = _read_index(self.directory)
-            index.setdefault("kinds", list(default_kinds(bool(index.get("local")))))  # stores written before kinds=
-            for key, value in self.header.items():
-                if index.get(key) != value:
-                    raise ValueError(
-                        f"{self.directory} already holds a different extraction: {key} is "
-                        f"{index.get(key)!r} there, {value!r} here; use another directory"
-                    )
-            self.shards = [s for s in index["shards"] if _shard_ok(self.directory, s)]
-            for bad in (s for s in index["shards"] if s not in self.shards):
-                (self.directory / bad["file"]).unlink(missing_ok=True)
-            self._write_index()
-        else:
-            self.shards = []
-            self._write_index()
+        except LegacyStoreError as err:
+            log.warning("%s", err)
+            self._remove_shards()
+            return []
+        except CorruptFileError as err:
+            log.warning("%s; extracting every shard again", err)
+            self._remove_shards()
+            return []
+        for key, value in self.header.items():
+            if index.get(key) != value:
+                raise ValueError(
+                    f"{self.directory} already holds a different extraction: {key} is "
+                    f"{index.get(key)!r} there, {value!r} here; use another directory"
+                )
+        kept = []
+        for shard in index["shards"]:
+            problem = _shard_problem(self.directory, shard, full=True)
+            if problem is None:
+                kept.append(shard)
+            else:
+                log.warning("store shard %s is unusable (%s); extracting it again", self.directory / shard["file"], problem)
+                (self.directory / shard["file"]).unlink(missing_ok=True)
+        return kept
+
+    def _remove_shards(self) -> None:
+        for path in self.directory.glob("shard-*.safetensors"):
+            path.unlink()
 
     @property
     def done_samples(self) -> set[int]:
@@ -162,35 +212,56 @@ class DeltaWriter:
         for i, layer in enumerate(acts.layers):
             for kind in self.header["kinds"]:
                 tensors[f"{kind}.{layer}"] = getattr(acts, kind)[i].to(dtype).contiguous()
-        taken = {p.name for p in self.directory.glob("shard-*.safetensors")} | {s["file"] for s in self.shards}
-        number = len(self.shards)
-        while f"shard-{number:05d}.safetensors" in taken:
-            number += 1
-        name = f"shard-{number:05d}.safetensors"
-        with atomic_path(self.directory / name) as tmp:
-            save_file(tensors, tmp, metadata={"format_version": str(STORE_FORMAT_VERSION)})
-        self.shards.append({
-            "file": name,
-            "samples": [int(s) for s in sample_ids],
-            "n_tokens": int(acts.token_ids.numel()),
-            "size": (self.directory / name).stat().st_size,
-        })
-        self._write_index()
+        with directory_lock(self.directory, purpose="writing an activation store"):
+            self._check_unchanged()
+            taken = {p.name for p in self.directory.glob("shard-*.safetensors")} | {s["file"] for s in self.shards}
+            number = len(self.shards)
+            while f"shard-{number:05d}.safetensors" in taken:
+                number += 1
+            name = f"shard-{number:05d}.safetensors"
+            write_tensor_file(self.directory / name, tensors, {"samples": [int(s) for s in sample_ids]},
+                              meta_key=SHARD_META_KEY, format_version=STORE_FORMAT_VERSION)
+            self.shards.append({
+                "file": name,
+                "samples": [int(s) for s in sample_ids],
+                "n_tokens": int(acts.token_ids.numel()),
+                "size": (self.directory / name).stat().st_size,
+            })
+            self._write_index()
+
+    def _check_unchanged(self) -> None:
+        """Raise when another writer changed the index since this one last wrote it."""
+        try:
+            on_disk = _read_index(self.directory)["shards"]
+        except (FileNotFoundError, ValueError):
+            on_disk = None
+        if on_disk != self.shards:
+            raise RuntimeError(
+                f"another writer changed the store {self.directory} while this one was writing it; hold "
+                "workbench.core.locks.directory_lock on the directory for the whole extraction (extract_deltas "
+                "does), then resume")
 
     def _write_index(self) -> None:
-        atomic_write_json(self.directory / INDEX_NAME, {**self.header, "shards": self.shards})
+        write_json(self.directory / INDEX_NAME, {**self.header, "shards": self.shards})
 
 
-def _shard_ok(directory: Path, shard: dict) -> bool:
+def _shard_problem(directory: Path, shard: dict, full: bool = False) -> str | None:
+    """Why a shard the index lists is unusable (``None``: it is fine). ``full`` reads and checks
+    every tensor; otherwise only the size, the header and the metadata checksum."""
     path = directory / shard["file"]
-    if not path.is_file() or path.stat().st_size != shard["size"]:
-        return False
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size != shard["size"]:
+        return f"{path.stat().st_size} bytes, the index says {shard['size']}"
     try:
-        with safe_open(path, framework="pt") as fh:
-            fh.keys()
-    except Exception:
-        return False
-    return True
+        with _open_shard(directory, shard["file"]) as fh:
+            if fh.meta.get("samples") != shard["samples"]:
+                return "it holds other samples than the index says"
+            if full:
+                fh.read_all()
+    except (CorruptFileError, FileNotFoundError) as err:
+        return str(err)
+    return None
 
 
 @dataclass(frozen=True)
@@ -212,10 +283,11 @@ class DeltaStore:
         self.index = _read_index(self.directory)
         self.shards = [ShardInfo(s["file"], tuple(s["samples"]), s["n_tokens"]) for s in self.index["shards"]]
         for shard in self.index["shards"]:
-            if not _shard_ok(self.directory, shard):
-                raise ValueError(
-                    f"corrupt or truncated shard {self.directory / shard['file']}; re-run the extraction "
-                    "with resume to rebuild it"
+            problem = _shard_problem(self.directory, shard)
+            if problem is not None:
+                raise CorruptFileError(
+                    f"corrupt or truncated shard {self.directory / shard['file']} ({problem}); re-run the "
+                    "extraction to rebuild it (it resumes, extracting only that shard again)"
                 )
 
     @property
@@ -265,10 +337,13 @@ class DeltaStore:
             raise IndexError(f"layer {layer} is not in this store, which holds layers {self.layers}")
 
     @staticmethod
-    def _read(fh, kind: str, layer: int) -> torch.Tensor:
+    def _read(fh: TensorFile, kind: str, layer: int) -> torch.Tensor:
         if kind == "steered":
-            return fh.get_tensor(f"base.{layer}").float() + fh.get_tensor(f"acc.{layer}").float()
-        return fh.get_tensor(f"{kind}.{layer}").float()
+            return fh.get(f"base.{layer}").float() + fh.get(f"acc.{layer}").float()
+        return fh.get(f"{kind}.{layer}").float()
+
+    def _open(self, shard: ShardInfo) -> TensorFile:
+        return _open_shard(self.directory, shard.file)
 
     def iter_shards(self, kinds: Sequence[str] = ("base", "acc"), layers: Sequence[int] | None = None) -> Iterator[dict]:
         """Yield one dict per shard: ``{(kind, layer): [tokens, d_model]}`` plus the token fields."""
@@ -277,8 +352,8 @@ class DeltaStore:
             for layer in layers:
                 self._check(kind, layer)
         for shard in self.shards:
-            with safe_open(self.directory / shard.file, framework="pt") as fh:
-                out = {key: fh.get_tensor(key) for key in ("token_ids", "sample", "position", "header_len", "sample_ids")}
+            with self._open(shard) as fh:
+                out = {key: fh.get(key) for key in ("token_ids", "sample", "position", "header_len", "sample_ids")}
                 for kind in kinds:
                     for layer in layers:
                         out[(kind, layer)] = self._read(fh, kind, layer)
@@ -298,10 +373,10 @@ class DeltaStore:
         for kind in kinds:
             for layer in layers:
                 self._check(kind, layer)
-        with safe_open(self.directory / self.shards[int(shard)].file, framework="pt") as fh:
-            sample = fh.get_tensor("sample")
+        with self._open(self.shards[int(shard)]) as fh:
+            sample = fh.get("sample")
             keep = None if samples is None else torch.isin(sample, torch.as_tensor([int(s) for s in samples], dtype=sample.dtype))
-            out = {"sample": sample, "position": fh.get_tensor("position")}
+            out = {"sample": sample, "position": fh.get("position")}
             for kind in kinds:
                 for layer in layers:
                     out[(kind, layer)] = self._read(fh, kind, layer)
@@ -334,10 +409,10 @@ class DeltaStore:
         for shard in self.shards:
             if wanted is not None and not wanted_set.intersection(shard.samples):
                 continue
-            with safe_open(self.directory / shard.file, framework="pt") as fh:
+            with self._open(shard) as fh:
                 values = self._read(fh, kind, layer)
-                sample = fh.get_tensor("sample")
-                position = fh.get_tensor("position")
+                sample = fh.get("sample")
+                position = fh.get("position")
             if wanted is not None:
                 keep = torch.isin(sample, wanted_ids)
                 values, sample, position = values[keep], sample[keep], position[keep]
@@ -366,11 +441,11 @@ class DeltaStore:
         wanted_ids = torch.tensor(sorted(set(wanted or ())), dtype=torch.long)
         fields = {"token_ids": [], "sample": [], "position": [], "is_header": []}
         for shard in self.shards:
-            with safe_open(self.directory / shard.file, framework="pt") as fh:
-                sample = fh.get_tensor("sample")
-                position = fh.get_tensor("position")
-                header = dict(zip(fh.get_tensor("sample_ids").tolist(), fh.get_tensor("header_len").tolist()))
-                token_ids = fh.get_tensor("token_ids")
+            with self._open(shard) as fh:
+                sample = fh.get("sample")
+                position = fh.get("position")
+                header = dict(zip(fh.get("sample_ids").tolist(), fh.get("header_len").tolist()))
+                token_ids = fh.get("token_ids")
             keep = torch.ones(len(sample), dtype=torch.bool) if wanted is None else torch.isin(sample, wanted_ids)
             fields["token_ids"].append(token_ids[keep])
             fields["sample"].append(sample[keep])

@@ -25,7 +25,6 @@ with the gate, the steerer and the strength.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,18 +33,17 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-
 from workbench.core.chat import prompt_ids
-from workbench.core.files import atomic_path, atomic_write_json, package_version
+from workbench.core.checked_files import read_json, write_json
+from workbench.core.files import package_version
+from workbench.core.tensor_files import TensorFile, write_tensor_file
 from workbench.core.generation import left_pad, read_prompt_resid
 from workbench.core.span import GateInputs, RowDecision, pool_prompt
 from workbench.steering.steerer import Steerer, SteererAt, load_steerer
 
-GATE_FORMAT_VERSION = 1
+GATE_FORMAT_VERSION = 2  # 2: checksums
 META_KEY = "workbench_gate"
-RULE_FORMAT_VERSION = 1
+RULE_FORMAT_VERSION = 2  # 2: checksum
 COMPARATORS = (">", "<")
 POOLS = ("mean", "last")
 DIRECTION_METHODS = ("mean-diff", "pca")
@@ -264,20 +262,15 @@ class ActivationGate(Gate):
         return self.scores_from_pooled(acts).numpy()
 
     def save(self, path: str | Path) -> Path:
-        """One safetensors file (direction, center) with JSON metadata; written atomically."""
-        path = Path(path)
-        meta = {"format_version": GATE_FORMAT_VERSION, "package_version": package_version(), "kind": "activation",
-                "name": self.name, "layer": self.layer, "threshold": self.threshold, "comparator": self.comparator,
-                "pool": self.pool, "model_id": self.model_id, "d_model": self.d_model, "n_layers": self.n_layers,
-                "meta": self.meta}
+        """One safetensors file (direction, center) with JSON metadata and checksums; written atomically."""
+        meta = {"kind": "activation", "name": self.name, "layer": self.layer, "threshold": self.threshold,
+                "comparator": self.comparator, "pool": self.pool, "model_id": self.model_id, "d_model": self.d_model,
+                "n_layers": self.n_layers, "meta": self.meta}
         try:
-            text = json.dumps(meta, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as err:
+            return write_tensor_file(path, {"direction": self.direction, "center": self.center}, meta,
+                                     meta_key=META_KEY, format_version=GATE_FORMAT_VERSION)
+        except ValueError as err:
             raise ValueError(f"the gate's metadata cannot be saved as JSON ({err}); keep meta plain") from err
-        with atomic_path(path) as tmp:
-            save_file({"direction": self.direction.contiguous(), "center": self.center.contiguous()}, tmp,
-                      metadata={META_KEY: text})
-        return path
 
     @staticmethod
     def load(path: str | Path, model=None) -> "ActivationGate":
@@ -297,20 +290,8 @@ def load_gate(path: str | Path, model=None) -> ActivationGate:
         FileNotFoundError: no file. ValueError: not a gate file, another format version, or a model mismatch.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no gate file at {path}")
-    try:
-        with safe_open(path, framework="pt") as fh:
-            raw = (fh.metadata() or {}).get(META_KEY)
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as err:  # safetensors raises its own error types for truncated / foreign files
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or foreign?): {err}") from err
-    if raw is None:
-        raise ValueError(f"{path} is a safetensors file but not a workbench gate (no {META_KEY!r} metadata)")
-    meta = json.loads(raw)
-    if meta.get("format_version") != GATE_FORMAT_VERSION:
-        raise ValueError(f"{path} is gate format {meta.get('format_version')!r}; this workbench reads format "
-                         f"{GATE_FORMAT_VERSION} (saved by workbench {meta.get('package_version')!r})")
+    with TensorFile(path, meta_key=META_KEY, format_version=GATE_FORMAT_VERSION, finite=True, what="gate") as fh:
+        meta, tensors = fh.meta, fh.read_all()
     if meta.get("kind") != "activation" or set(tensors) != {"direction", "center"}:
         raise ValueError(f"{path} holds a gate of kind {meta.get('kind')!r} with tensors {sorted(tensors)}; expected an "
                          "activation gate with direction and center")
@@ -529,8 +510,8 @@ class GatedSteerer:
         directory.mkdir(parents=True, exist_ok=True)
         self.gate.save(directory / "gate.safetensors")
         self.steerer.save(directory / "steerer.safetensors")
-        atomic_write_json(directory / "rule.json", {"format_version": RULE_FORMAT_VERSION, "alpha": self.alpha,
-                                                    "name": self.name, "package_version": package_version()})
+        write_json(directory / "rule.json", {"format_version": RULE_FORMAT_VERSION, "alpha": self.alpha,
+                                             "name": self.name, "package_version": package_version()})
         return directory
 
     @staticmethod
@@ -539,7 +520,7 @@ class GatedSteerer:
         directory = Path(directory)
         if not (directory / "rule.json").is_file():
             raise FileNotFoundError(f"no saved rule in {directory} (rule.json is missing)")
-        meta = json.loads((directory / "rule.json").read_text())
+        meta = read_json(directory / "rule.json")
         if meta.get("format_version") != RULE_FORMAT_VERSION:
             raise ValueError(f"{directory} is rule format {meta.get('format_version')!r}; this workbench reads format "
                              f"{RULE_FORMAT_VERSION}")

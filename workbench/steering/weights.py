@@ -28,7 +28,6 @@ per-token strength: :meth:`WeightAdapter.lambdas_from_acts` reads 1 on every tok
 
 from __future__ import annotations
 
-import json
 import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -36,16 +35,14 @@ from pathlib import Path
 from typing import ClassVar, Iterator
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from workbench.core.files import atomic_path, package_version
+from workbench.core.tensor_files import TensorFile, write_tensor_file
 from workbench.core.span import Span
 from workbench.steering.alpha import check_alpha
 from workbench.steering.names import WEIGHT_METHODS, method_name
 
-WEIGHTS_FORMAT_VERSION = 1
+WEIGHTS_FORMAT_VERSION = 2  # 2: checksums
 META_KEY = "workbench_weights"
 ADAPTER_NAME = "workbench"
 #: The linear layers a LoRA adapts by default: every projection of attention and MLP (Llama names).
@@ -265,35 +262,20 @@ class WeightAdapter:
         raise NotImplementedError
 
     def save(self, path: str | Path) -> Path:
-        """One safetensors file (tensors float32, metadata JSON), written atomically."""
-        path = Path(path)
-        meta = {"format_version": WEIGHTS_FORMAT_VERSION, "package_version": package_version(), **asdict(self.info)}
+        """One safetensors file (tensors float32, metadata JSON, checksums), written atomically."""
         try:
-            text = json.dumps(meta, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as err:
+            return write_tensor_file(path, self.tensors, asdict(self.info), meta_key=META_KEY,
+                                     format_version=WEIGHTS_FORMAT_VERSION)
+        except ValueError as err:
             raise ValueError(f"the adapter's metadata cannot be saved as JSON ({err})") from err
-        tensors = {k: v.to("cpu").contiguous() for k, v in self.tensors.items()}
-        with atomic_path(path) as tmp:
-            save_file(tensors, tmp, metadata={META_KEY: text})
-        return path
 
     @staticmethod
     def load(path: str | Path, model=None) -> "WeightAdapter":
         """Read an adapter file; with ``model``, refuse one trained on another model (ValueError)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no adapter file at {path}")
-        try:
-            with safe_open(path, framework="pt") as fh:
-                raw = (fh.metadata() or {}).get(META_KEY)
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()} if raw is not None else {}
-        except Exception as err:  # safetensors raises its own error types for truncated / foreign files
-            raise ValueError(f"{path} is not a readable safetensors file (truncated or foreign?): {err}") from err
-        if raw is None:
-            raise ValueError(f"{path} is a safetensors file but not a workbench weight adapter (no {META_KEY!r} metadata)")
-        meta = json.loads(raw)
-        if meta.pop("format_version", None) != WEIGHTS_FORMAT_VERSION:
-            raise ValueError(f"{path} is not weight-adapter format {WEIGHTS_FORMAT_VERSION}")
+        with TensorFile(path, meta_key=META_KEY, format_version=WEIGHTS_FORMAT_VERSION, finite=True,
+                        what="weight adapter") as fh:
+            meta, tensors = dict(fh.meta), fh.read_all()
+        meta.pop("format_version", None)
         meta.pop("package_version", None)
         info = WeightInfo(**meta)
         adapter = (LoRAAdapter if info.method == "lora" else FineTuneAdapter)(info, tensors)

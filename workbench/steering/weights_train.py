@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
+import warnings
 import threading
 import time
 from contextlib import ExitStack, contextmanager
@@ -38,16 +39,14 @@ from typing import Sequence
 
 import psutil
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from workbench.activations.deltas import pairs_fingerprint
 from workbench.core.chat import AlignedPair
-from workbench.core.files import atomic_path
 from workbench.core.fingerprint import fingerprint
 from workbench.core.native_path import forward
 from workbench.core.span import right_pad
+from workbench.core.tensor_files import CorruptFileError, TensorFile, write_tensor_file
 from workbench.steering.data import split_sequences
 from workbench.steering.joint import response_token_nll
 from workbench.steering.weights import (
@@ -66,6 +65,7 @@ from workbench.steering.weights import (
 
 TRAIN_VERSION = 1
 CHECKPOINT_KEY = "workbench_weights_checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
 DEFAULT_LR = {"lora": 1e-3, "finetune": 2e-5}
 
 
@@ -224,15 +224,19 @@ def _trainable(model, method: str, rank: int, config: WeightTrainConfig):
 
 
 def _read_checkpoint(path: Path, key: str, settings: dict) -> tuple[dict, dict[str, torch.Tensor]] | None:
-    """The checkpoint at ``path`` (None when there is none); ValueError when it is another training's."""
+    """The checkpoint at ``path`` (None when there is none, or when it is corrupt: then it is removed
+    with a warning and the training starts again); ValueError when it is another training's."""
     if not path.is_file():
         return None
     try:
-        with safe_open(path, framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {}).get(CHECKPOINT_KEY, "{}"))
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if meta.get("key") == key else {}
-    except Exception as err:  # safetensors raises its own error types for truncated / foreign files
-        raise ValueError(f"{path} is not a readable training checkpoint ({err}); delete it to start again") from err
+        with TensorFile(path, meta_key=CHECKPOINT_KEY, format_version=CHECKPOINT_FORMAT_VERSION, finite=True,
+                        what="training checkpoint") as fh:
+            meta = fh.meta
+            tensors = fh.read_all() if meta.get("key") == key else {}
+    except CorruptFileError as err:
+        warnings.warn(f"{err}; starting the training again", RuntimeWarning, stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
     if meta.get("key") != key:
         theirs = meta.get("settings", {})
         differ = {k: (theirs.get(k), v) for k, v in settings.items() if theirs.get(k) != v}
@@ -252,8 +256,7 @@ def _write_checkpoint(path: Path, meta: dict, params: dict, best: dict, optimize
         for k in ("exp_avg", "exp_avg_sq"):
             if k in state:
                 tensors[f"{k}/{name}"] = state[k].cpu().contiguous()
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={CHECKPOINT_KEY: json.dumps(meta, sort_keys=True)})
+    write_tensor_file(path, tensors, meta, meta_key=CHECKPOINT_KEY, format_version=CHECKPOINT_FORMAT_VERSION)
 
 
 def train_weights(model, pairs: Sequence[AlignedPair], method: str, *, rank: int = 8,
