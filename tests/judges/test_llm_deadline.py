@@ -14,6 +14,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import threading
 import time
 import tracemalloc
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from judges.fake_judge_server import FakeServer, RawServer, Reply, completion, stream, trickle
 
 from workbench import judges as lj
-from workbench.judges.llm_http import route_for
+from workbench.judges.llm_http import Deadline, route_for
 
 KEY = "sk-test-SECRET-4242"
 SLACK_S = 1.0
@@ -139,6 +140,50 @@ def test_the_deadline_holds_through_tls(raw_server, tmp_path, monkeypatch):
     assert score.failed and "reply still arriving at max_total_s=3" in score.reason
 
 
+# --------------------------------------------------------------------------- the batch's deadline
+
+
+@pytest.mark.parametrize("workers", [4, 1], ids=["thread pool", "one thread"])
+def test_a_batch_ends_by_max_batch_s(raw_server, tmp_path, workers):
+    server = raw_server(silent)
+    cfg = make_config(server.url, tmp_path, timeout_s=30, max_total_s=30, max_batch_s=1.5)
+    judge = lj.ScoreJudge(cfg, "pirate", max_workers=workers)
+    scores, elapsed = timed(judge.score_batch, ["q"] * 4, [f"answer {i}" for i in range(4)])
+    assert elapsed < 1.5 + SLACK_S
+    assert len(scores) == 4 and all(s.failed and s.value is None for s in scores)
+    assert all("max_batch_s=1.5" in s.reason for s in scores), [s.reason for s in scores]
+
+
+def test_a_batch_deadline_leaves_fast_answers_alone(tmp_path):
+    server = FakeServer()
+    try:
+        server.default = Reply(body=completion("Rating: 2"))
+        judge = lj.RatingJudge(make_config(server.url, tmp_path, max_batch_s=10), "pirate")
+        scores = judge.score_batch(["q"] * 3, ["a", "b", "c"])
+    finally:
+        server.close()
+    assert [s.value for s in scores] == [100.0] * 3 and server.n == 9
+
+
+def test_within_puts_calls_under_the_earlier_deadline(tmp_path):
+    client = lj.ChatClient(make_config("http://127.0.0.1:9/v1", tmp_path, max_total_s=100))
+    assert client.deadline().label == "max_total_s=100"
+    with client.within(Deadline.after(5, "max_batch_s=5")):
+        assert client.deadline().label == "max_batch_s=5"
+        seen = []
+        other = threading.Thread(target=lambda: seen.append(client.deadline().label))
+        other.start()
+        other.join()
+        assert seen == ["max_total_s=100"]  # one thread's batch is not another's
+    with client.within(Deadline.after(500, "max_batch_s=500")):
+        assert client.deadline().label == "max_total_s=100"
+    with client.within(Deadline.after(5, "outer")):
+        with client.within(None):
+            assert client.deadline().label == "outer"  # a block only ever tightens
+        with client.within(Deadline.after(50, "inner")):
+            assert client.deadline().label == "outer"
+
+
 # --------------------------------------------------------------------------- the size cap
 
 
@@ -250,17 +295,21 @@ def test_an_error_reply_of_any_size_reads_only_its_start(raw_server, tmp_path):
 # --------------------------------------------------------------------------- settings
 
 
-def test_max_reply_bytes_is_validated_and_read_from_the_environment():
+def test_max_batch_s_and_max_reply_bytes_are_validated_and_read_from_the_environment():
     cfg = lj.LLMJudgeConfig("http://h/v1", "m")
-    assert cfg.max_reply_bytes == 1_000_000
-    for bad in ({"max_reply_bytes": 0}, {"max_reply_bytes": 1.5}, {"max_reply_bytes": True}):
+    assert (cfg.max_batch_s, cfg.max_reply_bytes) == (None, 1_000_000)
+    for bad in ({"max_batch_s": 0}, {"max_batch_s": -1.0}, {"max_reply_bytes": 0}, {"max_reply_bytes": 1.5},
+                {"max_reply_bytes": True}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             lj.LLMJudgeConfig("http://h/v1", "m", **bad)
     env = {"WORKBENCH_JUDGE_BASE_URL": "http://127.0.0.1:9/v1", "WORKBENCH_JUDGE_MODEL": "m",
-           "WORKBENCH_JUDGE_MAX_REPLY_BYTES": "5000"}
-    assert lj.LLMJudgeConfig.from_env(env).max_reply_bytes == 5000
+           "WORKBENCH_JUDGE_MAX_BATCH_S": "90", "WORKBENCH_JUDGE_MAX_REPLY_BYTES": "5000"}
+    cfg = lj.LLMJudgeConfig.from_env(env)
+    assert (cfg.max_batch_s, cfg.max_reply_bytes) == (90.0, 5000)
     with pytest.raises(ValueError, match="WORKBENCH_JUDGE_MAX_REPLY_BYTES must be an integer"):
         lj.LLMJudgeConfig.from_env({**env, "WORKBENCH_JUDGE_MAX_REPLY_BYTES": "1e6"})
+    with pytest.raises(ValueError, match="WORKBENCH_JUDGE_MAX_BATCH_S"):
+        lj.LLMJudgeConfig.from_env({**env, "WORKBENCH_JUDGE_MAX_BATCH_S": "0"})
 
 
 # --------------------------------------------------------------------------- proxies
@@ -313,7 +362,7 @@ def test_an_https_request_asks_its_proxy_for_a_tunnel(proxy_env, raw_server, tmp
 # --------------------------------------------------------------------------- docstring examples
 
 
-@pytest.mark.parametrize("name", ["workbench.judges.llm_http"])
+@pytest.mark.parametrize("name", ["workbench.judges.llm_http", "workbench.judges.llm_client"])
 def test_docstring_examples_run(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -8,7 +8,9 @@ APIs, vLLM, llama.cpp server, Ollama) using only the standard library
 Deadlines: ``max_total_s`` is a wall-clock limit on the whole call (connecting, sending, the reply
 headers and body, every retry and every wait), however the server sends: a reply still trickling
 in at the deadline is cut there, with a reason that says so. ``timeout_s`` bounds each single wait
-(connecting, or a silence while reading).
+(connecting, or a silence while reading). A judge's ``score_batch`` also ends by ``max_batch_s``
+when it is set: every request in the batch ends by then, and a judgement not made by then is a
+failed score. :meth:`ChatClient.within` puts any block of calls under such a deadline.
 
 Size: a 2xx reply may hold at most ``max_reply_bytes`` (1 MB by default). A larger
 ``Content-Length`` is refused before the body is read, a body that grows past the cap is cut
@@ -49,7 +51,8 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,7 @@ ENV_SETTINGS: Mapping[str, tuple[str, type]] = {
     "max_retries": ("WORKBENCH_JUDGE_MAX_RETRIES", int),
     "max_total_s": ("WORKBENCH_JUDGE_MAX_TOTAL_S", float),
     "breaker_after": ("WORKBENCH_JUDGE_BREAKER_AFTER", int),
+    "max_batch_s": ("WORKBENCH_JUDGE_MAX_BATCH_S", float),
     "max_reply_bytes": ("WORKBENCH_JUDGE_MAX_REPLY_BYTES", int),
 }
 """Config fields that :meth:`LLMJudgeConfig.from_env` reads from the environment (variable, type)."""
@@ -103,10 +107,11 @@ class LLMJudgeConfig:
     trailing ``/`` is dropped. ``timeout_s`` bounds each wait for the server within an attempt
     (connecting, or a silence while reading; 120 s by default: a 0/1/2 rating with its explanation
     takes tens of seconds on a CPU server), ``max_total_s`` the whole call by the clock, including
-    retries and waits, however the server sends. ``max_reply_bytes`` is the largest reply read (1
-    MB). ``breaker_after`` connection failures in a row stop the client from trying (0: never).
-    ``cache_dir=None`` means :func:`default_cache_dir`; ``cache=False`` disables the disk cache.
-    The API key never appears in ``repr``.
+    retries and waits, however the server sends. ``max_batch_s`` (``None``: no limit but each
+    call's) bounds a judge's ``score_batch`` as a whole; ``max_reply_bytes`` is the largest reply
+    read (1 MB). ``breaker_after`` connection failures in a row stop the client from trying (0:
+    never). ``cache_dir=None`` means :func:`default_cache_dir`; ``cache=False`` disables the disk
+    cache. The API key never appears in ``repr``.
     """
 
     base_url: str
@@ -120,6 +125,7 @@ class LLMJudgeConfig:
     temperature: float = 0.0
     cache: bool = True
     breaker_after: int = 6
+    max_batch_s: float | None = None
     max_reply_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
@@ -151,6 +157,8 @@ class LLMJudgeConfig:
             raise ValueError(f"LLMJudgeConfig: max_total_s must be > 0, got {self.max_total_s}")
         if not self.temperature >= 0:
             raise ValueError(f"LLMJudgeConfig: temperature must be >= 0, got {self.temperature}")
+        if self.max_batch_s is not None and not self.max_batch_s > 0:
+            raise ValueError(f"LLMJudgeConfig: max_batch_s must be > 0 or None, got {self.max_batch_s}")
         cap = self.max_reply_bytes
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
             raise ValueError(f"LLMJudgeConfig: max_reply_bytes must be an int >= 1, got {cap!r}")
@@ -181,12 +189,13 @@ class LLMJudgeConfig:
         ``base_url``: ``WORKBENCH_JUDGE_BASE_URL``, else ``OPENAI_BASE_URL``, else (only when an
         API key is set) ``https://api.openai.com/v1``. ``model``: ``WORKBENCH_JUDGE_MODEL``
         (required). ``api_key``: ``WORKBENCH_JUDGE_API_KEY``, else ``OPENAI_API_KEY``.
-        ``timeout_s``, ``max_retries``, ``max_total_s``, ``breaker_after`` and ``max_reply_bytes``:
-        the variables of :data:`ENV_SETTINGS` (``WORKBENCH_JUDGE_TIMEOUT_S``,
+        ``timeout_s``, ``max_retries``, ``max_total_s``, ``breaker_after``, ``max_batch_s`` and
+        ``max_reply_bytes``: the variables of :data:`ENV_SETTINGS` (``WORKBENCH_JUDGE_TIMEOUT_S``,
         ``WORKBENCH_JUDGE_MAX_RETRIES``, ``WORKBENCH_JUDGE_MAX_TOTAL_S``,
-        ``WORKBENCH_JUDGE_BREAKER_AFTER``, ``WORKBENCH_JUDGE_MAX_REPLY_BYTES``). Returns ``None``
-        when the model or the base URL is missing; raises ``ValueError`` naming the variable when a
-        value is present but invalid. ``overrides`` set fields and win over the environment.
+        ``WORKBENCH_JUDGE_BREAKER_AFTER``, ``WORKBENCH_JUDGE_MAX_BATCH_S``,
+        ``WORKBENCH_JUDGE_MAX_REPLY_BYTES``). Returns ``None`` when the model or the base URL is
+        missing; raises ``ValueError`` naming the variable when a value is present but invalid.
+        ``overrides`` set fields and win over the environment.
         """
         env = os.environ if environ is None else environ
 
@@ -291,6 +300,7 @@ class ChatClient:
             raise TypeError(f"ChatClient needs an LLMJudgeConfig, got {type(config).__name__}")
         self.config = config
         self._route = route_for(config.base_url + "/chat/completions")
+        self._thread = threading.local()  # this thread's deadline from within()
         self._lock = threading.Lock()
         self._counts = {"http_requests": 0, "cache_hits": 0}
         self._connection_failures = 0
@@ -393,6 +403,34 @@ class ChatClient:
             self._connection_failures = 0
             self._unreachable = None
 
+    # -- deadlines
+    @contextmanager
+    def within(self, deadline: Deadline | None) -> Iterator[None]:
+        """Calls made by this thread inside the block end by ``deadline`` too, as well as by their
+        own ``max_total_s`` and any outer block's deadline (``None``: no further limit); a judge's
+        ``score_batch`` puts each judgement under the batch's.
+
+        Example:
+            >>> client = ChatClient(LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge"))
+            >>> with client.within(Deadline.after(2, "max_batch_s=2")):
+            ...     client.deadline().label
+            'max_batch_s=2'
+            >>> client.deadline().label
+            'max_total_s=300'
+        """
+        outer = getattr(self._thread, "deadline", None)
+        self._thread.deadline = outer if deadline is None else deadline.earlier(outer)
+        try:
+            yield
+        finally:
+            self._thread.deadline = outer
+
+    def deadline(self) -> Deadline:
+        """The deadline of a call starting now in this thread: ``max_total_s`` from now, or the
+        deadline of :meth:`within` when that comes first."""
+        own = Deadline.after(self.config.max_total_s, f"max_total_s={self.config.max_total_s:g}")
+        return own.earlier(getattr(self._thread, "deadline", None))
+
     # -- HTTP
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -462,7 +500,7 @@ class ChatClient:
             raise JudgeRequestError(self._unreachable, unreachable=True)
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         cfg = self.config
-        deadline = Deadline.after(cfg.max_total_s, f"max_total_s={cfg.max_total_s:g}")
+        deadline = self.deadline()
         attempts = 0
         last = "no attempt made"
         while True:

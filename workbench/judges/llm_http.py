@@ -47,6 +47,8 @@ class Deadline:
         >>> deadline = Deadline.after(6, "max_total_s=6")
         >>> 5 < deadline.remaining() <= 6
         True
+        >>> deadline.earlier(Deadline.after(2, "max_batch_s=2")).label
+        'max_batch_s=2'
     """
 
     at: float
@@ -66,6 +68,10 @@ class Deadline:
     def elapsed(self) -> float:
         """Seconds since the deadline was set."""
         return time.monotonic() - self.start
+
+    def earlier(self, other: Deadline | None) -> Deadline:
+        """Whichever of this deadline and ``other`` comes first (``None``: this one)."""
+        return self if other is None or self.at <= other.at else other
 
 
 class DeadlineReached(Exception):

@@ -29,10 +29,14 @@ Both implement the :class:`~workbench.judges.base.Judge` protocol and talk to th
   (``"Rating: 0.15"``) is missing, with its reason. The three are combined by harmonic mean (any 0
   gives 0) and scaled to 0-100, so ratings (2, 2, 2) score 100 and (2, 1, 2) score 75.
 
-A failed request (unreachable endpoint, HTTP error, malformed answer, circuit breaker open) never
-raises out of ``score`` / ``score_batch``: it becomes ``Score(None, reason, failed=True)``, which
-callers must not store as a result. A judge's own "no score" (low integer mass, no number in the
-reply, a rating off the scale, an empty response) has ``failed=False``.
+A failed request (unreachable endpoint, HTTP error, malformed answer, circuit breaker open, a
+deadline passed) never raises out of ``score`` / ``score_batch``: it becomes ``Score(None, reason,
+failed=True)``, which callers must not store as a result. A judge's own "no score" (low integer
+mass, no number in the reply, a rating off the scale, an empty response) has ``failed=False``.
+
+``score_batch`` judges on up to :data:`MAX_WORKERS` threads and, with the config's
+``max_batch_s``, ends by that deadline: every request of the batch ends by it, and a judgement not
+made by then is a failed score.
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.judges.base import Score, check_batch
 from workbench.judges.llm_client import ChatClient, JudgeRequestError, LLMJudgeConfig
+from workbench.judges.llm_http import Deadline
 from workbench.judges.llm_parsing import (
     combine_ratings,
     content_of,
@@ -115,12 +120,32 @@ class _LLMJudgeBase:
                          failed=True)
 
     def score_batch(self, questions: Sequence[str], responses: Sequence[str]) -> list[Score]:
+        """The scores of (question, response) pairs, in order; with the config's ``max_batch_s``,
+        by that deadline (a judgement not made by then is a failed score)."""
         check_batch(questions, responses)
         pairs = list(zip(questions, responses))
+        limit = self.config.max_batch_s
+        deadline = None if limit is None else Deadline.after(limit, f"max_batch_s={limit:g}")
         if self.max_workers == 1 or len(pairs) <= 1:
-            return [self.score(q, r) for q, r in pairs]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(pairs))) as pool:
-            return list(pool.map(lambda qr: self.score(*qr), pairs))
+            return [self._score_by(deadline, q, r) for q, r in pairs]
+        return self._score_in_pool(pairs, deadline)
+
+    def _score_by(self, deadline: Deadline | None, question: str, response: str) -> Score:
+        with self.client.within(deadline):
+            return self.score(question, response)
+
+    def _score_in_pool(self, pairs: list[tuple[str, str]], deadline: Deadline | None) -> list[Score]:
+        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(pairs)))
+        try:
+            futures = [pool.submit(self._score_by, deadline, q, r) for q, r in pairs]
+            wait(futures, timeout=None if deadline is None else max(0.0, deadline.remaining()))
+            return [f.result() if f.done() else self._not_judged(deadline) for f in futures]
+        finally:
+            # not waiting for judgements still under way at the deadline: their requests end by it
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _not_judged(self, deadline: Deadline) -> Score:
+        return Score(None, f"{self.name}: not judged by {deadline.label}", failed=True)
 
 
 class ScoreJudge(_LLMJudgeBase):
