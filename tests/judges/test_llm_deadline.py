@@ -23,7 +23,9 @@ import pytest
 from judges.fake_judge_server import FakeServer, RawServer, Reply, completion, stream, trickle
 
 from workbench import judges as lj
+from workbench.judges.base import judge_fingerprint
 from workbench.judges.llm_http import Deadline, route_for
+from workbench.judges.llm_prompts import ATTRIBUTE_PROMPT, ATTRIBUTE_PROMPT_DIGIT
 
 KEY = "sk-test-SECRET-4242"
 SLACK_S = 1.0
@@ -359,10 +361,62 @@ def test_an_https_request_asks_its_proxy_for_a_tunnel(proxy_env, raw_server, tmp
     assert KEY not in head  # the API key goes inside the tunnel only
 
 
+# --------------------------------------------------------------------------- what a judge's scores depend on
+
+
+CONFIG = lj.LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge", api_key=KEY)
+
+
+def fingerprint_of(judge_class, config=CONFIG, **kw) -> str:
+    return judge_fingerprint(judge_class(config, **kw))
+
+
+@pytest.mark.parametrize("change", [
+    {"config": lj.LLMJudgeConfig("http://127.0.0.1:8001/v1", "judge")},
+    {"config": lj.LLMJudgeConfig("http://127.0.0.1:8000/v1", "other-judge")},
+    {"config": lj.LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge", temperature=0.7)},
+    {"attribute": "Talks like a parrot."}, {"attribute": None}, {"prompt": "Rate {answer} from 0 to 100."},
+    {"digit_prompt": "Rate {answer} from 0 to 9."}, {"scale": "0-100"}, {"scale": "0-9"},
+    {"min_integer_mass": 0.5}, {"max_tokens": 4},
+], ids=lambda c: next(iter(c)))
+def test_score_judges_that_would_score_differently_have_different_fingerprints(change):
+    pirate = {"attribute": "Talks like a pirate.", "name": "j"}  # one name: the fingerprint must tell them apart
+    assert fingerprint_of(lj.ScoreJudge, **{**pirate, **change}) != fingerprint_of(lj.ScoreJudge, **pirate)
+
+
+@pytest.mark.parametrize("change", [
+    {"config": lj.LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge", temperature=1.0)},
+    {"concept": "parrot speech"}, {"prompts": {"fluency": "Is {answer} fluent? Rating:"}}, {"max_tokens": 64},
+], ids=lambda c: next(iter(c)))
+def test_rating_judges_that_would_score_differently_have_different_fingerprints(change):
+    pirate = {"concept": "pirate speech"}
+    assert fingerprint_of(lj.RatingJudge, **{**pirate, **change}) != fingerprint_of(lj.RatingJudge, **pirate)
+
+
+def test_judges_that_score_alike_have_one_fingerprint(tmp_path):
+    same = lj.LLMJudgeConfig("http://127.0.0.1:8000/v1/", "judge", api_key="another-key", timeout_s=5,
+                             max_retries=0, backoff_s=2, max_total_s=9, cache_dir=tmp_path, cache=False,
+                             breaker_after=1, max_batch_s=3, max_reply_bytes=10)
+    for judge_class, kw in ((lj.ScoreJudge, {"attribute": "Talks like a pirate."}),
+                            (lj.RatingJudge, {"concept": "pirate speech"})):
+        reference = fingerprint_of(judge_class, **kw)
+        assert fingerprint_of(judge_class, same, max_workers=1, **kw) == reference
+        assert fingerprint_of(judge_class, client=lj.ChatClient(CONFIG), **kw) == reference
+    pirate = fingerprint_of(lj.ScoreJudge, attribute="Talks like a pirate.")
+    learnt = lj.ScoreJudge(CONFIG, "Talks like a pirate.")
+    learnt._learn(True)  # what a run found out about the tokenizer does not make another judge
+    assert judge_fingerprint(learnt) == pirate
+    spelt_out = lj.ScoreJudge(CONFIG, "Talks like a pirate.", prompt=ATTRIBUTE_PROMPT,
+                              digit_prompt=ATTRIBUTE_PROMPT_DIGIT)
+    assert judge_fingerprint(spelt_out) == pirate
+    assert KEY not in json.dumps(learnt.fingerprint_identity())
+
+
 # --------------------------------------------------------------------------- docstring examples
 
 
-@pytest.mark.parametrize("name", ["workbench.judges.llm_http", "workbench.judges.llm_client"])
+@pytest.mark.parametrize("name", ["workbench.judges.llm_http", "workbench.judges.llm_client",
+                                  "workbench.judges.llm_judges", "workbench.judges.base"])
 def test_docstring_examples_run(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

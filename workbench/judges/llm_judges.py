@@ -78,11 +78,14 @@ __all__ = [
     "JUDGE_STYLES",
     "SCALES",
     "MAX_WORKERS",
+    "TOP_LOGPROBS",
 ]
 
 logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
+TOP_LOGPROBS = 20
+"""How many first-token alternatives a :class:`ScoreJudge` asks for."""
 JUDGE_STYLES = ("score", "rating")
 SCALES = ("auto", "0-100", "0-9")
 
@@ -118,6 +121,11 @@ class _LLMJudgeBase:
             logger.warning("%s: unexpected judge error: %s", self.name, type(err).__name__)
             return Score(None, self.client.redact(f"{self.name}: {type(err).__name__}: {err}"),
                          failed=True)
+
+    def _endpoint_identity(self) -> dict[str, Any]:
+        """What of the config changes a score: where the judge is, which model, how it samples."""
+        return {"base_url": self.config.base_url, "model": self.config.model,
+                "temperature": self.config.temperature}
 
     def score_batch(self, questions: Sequence[str], responses: Sequence[str]) -> list[Score]:
         """The scores of (question, response) pairs, in order; with the config's ``max_batch_s``,
@@ -198,6 +206,25 @@ class ScoreJudge(_LLMJudgeBase):
         self._digits: bool | None = {"auto": None, "0-100": False, "0-9": True}[scale]
         self._lock = threading.Lock()
 
+    def fingerprint_identity(self) -> dict[str, Any]:
+        """What this judge's scores depend on (:func:`~workbench.judges.base.judge_fingerprint`):
+        the endpoint, model and temperature, the attribute, both prompts, the scale and how the
+        reply is read; not the API key, timeouts, retries, cache or threads, nor what it has
+        learnt of the tokenizer (``scale`` decides that).
+
+        Example:
+            >>> from workbench.judges.base import judge_fingerprint
+            >>> config = LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge")
+            >>> ScoreJudge(config, "Talks like a pirate.").fingerprint_identity()["scale"]
+            'auto'
+            >>> judge_fingerprint(ScoreJudge(config, "pirate")) == judge_fingerprint(ScoreJudge(config, "Pirate"))
+            False
+        """
+        return {**self._endpoint_identity(), "kind": self.kind, "attribute": self.attribute,
+                "prompt": self.prompt, "digit_prompt": self.digit_prompt, "scale": self.scale,
+                "min_integer_mass": self.min_integer_mass, "max_tokens": self.max_tokens,
+                "top_logprobs": TOP_LOGPROBS}
+
     @property
     def digit_splitting(self) -> bool | None:
         """Whether the judge's tokenizer splits numbers into digits, as far as seen (``None``:
@@ -222,7 +249,7 @@ class ScoreJudge(_LLMJudgeBase):
         }
         if logprobs:
             body["logprobs"] = True
-            body["top_logprobs"] = 20
+            body["top_logprobs"] = TOP_LOGPROBS
         return body
 
     def _learn(self, splits: bool) -> None:
@@ -382,6 +409,19 @@ class RatingJudge(_LLMJudgeBase):
         self.name = name
         self.prompts = {**RATING_PROMPTS, **(prompts or {})}
         self.max_tokens = max_tokens
+
+    def fingerprint_identity(self) -> dict[str, Any]:
+        """What this judge's scores depend on (:func:`~workbench.judges.base.judge_fingerprint`):
+        the endpoint, model and temperature, the concept, the three prompts and ``max_tokens``;
+        not the API key, timeouts, retries, cache or threads.
+
+        Example:
+            >>> config = LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge")
+            >>> RatingJudge(config, "pirate speech").fingerprint_identity()["concept"]
+            'pirate speech'
+        """
+        return {**self._endpoint_identity(), "concept": self.concept, "prompts": dict(self.prompts),
+                "criteria": list(self.criteria), "max_tokens": self.max_tokens}
 
     def request_body(self, criterion: str, question: str, response: str) -> dict[str, Any]:
         return {
