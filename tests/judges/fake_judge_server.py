@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -103,6 +105,93 @@ class FakeServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that reads each HTTP request (``heads`` keeps their request line
+    and headers) and then hands the socket to ``answer(sock, stop)``, which writes whatever it
+    likes; ``stop`` is set by :meth:`close`, which trickles and silences must watch. With a
+    ``tls`` context it speaks https."""
+
+    def __init__(self, answer: Callable[[socket.socket, threading.Event], None],
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.answer = answer
+        self.tls = tls
+        self.heads: list[bytes] = []
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def n(self) -> int:
+        return len(self.heads)
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._handle, args=(sock,), daemon=True).start()
+
+    def _handle(self, sock: socket.socket) -> None:
+        with sock:
+            try:
+                sock.settimeout(5)
+                if self.tls is not None:
+                    sock = self.tls.wrap_socket(sock, server_side=True)
+                self.heads.append(read_request(sock))
+                sock.settimeout(None)
+                self.answer(sock, self.stop)
+            except OSError:  # the client went away: what these replies provoke
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+def read_request(sock: socket.socket) -> bytes:
+    """Read one HTTP request from ``sock``; its request line and headers."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    while length and len(body) < int(length.group(1)):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head
+
+
+def trickle(sock: socket.socket, stop: threading.Event, head: bytes, every_s: float = 0.5) -> None:
+    """Send ``head``, then one byte every ``every_s`` until stopped."""
+    sock.sendall(head)
+    while not stop.wait(every_s):
+        sock.sendall(b" ")
+
+
+def stream(sock: socket.socket, head: bytes, size: int, chunked: bool = False) -> None:
+    """Send ``head`` and then ``size`` bytes of JSON-ish padding from one small buffer (the server
+    holds no copy of a 50 MB body), in HTTP chunks when ``chunked``."""
+    sock.sendall(head)
+    block = b" " * 65536
+    left = size
+    while left > 0:
+        part = block[:min(left, len(block))]
+        sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        left -= len(part)
+    if chunked:
+        sock.sendall(b"0\r\n\r\n")
 
 
 # --------------------------------------------------------------------------- a scripted judge model

@@ -12,6 +12,8 @@ Modules, one job each:
   judges, the coherence proxy, and :func:`make_judge` for attribute JSON specs;
 - :mod:`~workbench.judges.llm_client`: :class:`LLMJudgeConfig` (also from the environment) and
   the HTTP client with retries, a disk cache and a circuit breaker;
+- :mod:`~workbench.judges.llm_http`: one POST that ends by its deadline however the server sends
+  and reads no more than a size cap, through the environment's proxy;
 - :mod:`~workbench.judges.llm_parsing`: reading scores from top log-probs or text, and ratings;
 - :mod:`~workbench.judges.llm_prompts`: the prompt templates;
 - :mod:`~workbench.judges.llm_judges`: :class:`ScoreJudge` (0-100, digit-splitting tokenizers

@@ -2,7 +2,19 @@
 asked (:class:`ChatClient`: retries, a disk cache, a circuit breaker).
 
 The client POSTs JSON to ``{base_url}/chat/completions`` of any OpenAI-compatible endpoint (hosted
-APIs, vLLM, llama.cpp server, Ollama) using only the standard library.
+APIs, vLLM, llama.cpp server, Ollama) using only the standard library
+(:func:`workbench.judges.llm_http.post`).
+
+Deadlines: ``max_total_s`` is a wall-clock limit on the whole call (connecting, sending, the reply
+headers and body, every retry and every wait), however the server sends: a reply still trickling
+in at the deadline is cut there, with a reason that says so. ``timeout_s`` bounds each single wait
+(connecting, or a silence while reading). A judge's ``score_batch`` also ends by ``max_batch_s``
+when it is set: every request in the batch ends by then, and a judgement not made by then is a
+failed score. :meth:`ChatClient.within` puts any block of calls under such a deadline.
+
+Size: a 2xx reply may hold at most ``max_reply_bytes`` (1 MB by default). A larger
+``Content-Length`` is refused before the body is read, a body that grows past the cap is cut
+there; neither is retried (the reply would not shrink), and nothing over the cap is cached.
 
 Transport: timeouts, connection errors, HTTP 429 and 5xx are retried with exponential backoff
 (``backoff_s * 2**attempt``; a ``Retry-After`` header, capped at :data:`RETRY_AFTER_CAP_S`, is
@@ -21,8 +33,9 @@ Cache: answers that carry a choice are stored as JSON under ``cache_dir`` (defau
 ``$WORKBENCH_CACHE_DIR/judge``, else ``$XDG_CACHE_HOME/workbench/judge`` or
 ``~/.cache/workbench/judge``), keyed by :func:`workbench.core.fingerprint.fingerprint` of
 (base_url, model, request body) and written atomically. A hit makes no HTTP call. Failures, and
-answers with no choice, are never stored, so a rerun after an outage asks again. With
-``temperature > 0`` a hit replays the first sample.
+answers with no choice, are never stored, so a rerun after an outage asks again; nor is an answer
+that, as written to the file, is over ``max_reply_bytes``. With ``temperature > 0`` a hit replays
+the first sample.
 
 The API key is only ever put in the ``Authorization`` header: it is hidden from the config's
 ``repr``, never written to the cache, never logged and scrubbed from failure reasons.
@@ -31,23 +44,22 @@ The API key is only ever put in the ``Authorization`` header: it is hidden from 
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import logging
 import math
 import os
-import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from workbench.core.files import atomic_write_bytes, cache_root
 from workbench.core.fingerprint import fingerprint
+from workbench.judges.llm_http import Deadline, DeadlineReached, HTTPReply, ReplyTooLarge, post, route_for
 
 __all__ = [
     "LLMJudgeConfig",
@@ -70,6 +82,8 @@ ENV_SETTINGS: Mapping[str, tuple[str, type]] = {
     "max_retries": ("WORKBENCH_JUDGE_MAX_RETRIES", int),
     "max_total_s": ("WORKBENCH_JUDGE_MAX_TOTAL_S", float),
     "breaker_after": ("WORKBENCH_JUDGE_BREAKER_AFTER", int),
+    "max_batch_s": ("WORKBENCH_JUDGE_MAX_BATCH_S", float),
+    "max_reply_bytes": ("WORKBENCH_JUDGE_MAX_REPLY_BYTES", int),
 }
 """Config fields that :meth:`LLMJudgeConfig.from_env` reads from the environment (variable, type)."""
 
@@ -90,11 +104,14 @@ class LLMJudgeConfig:
     ``base_url`` is the API root that ``/chat/completions`` is appended to, e.g.
     ``https://api.openai.com/v1``, ``http://127.0.0.1:8000/v1`` (vLLM),
     ``http://127.0.0.1:8080/v1`` (llama.cpp) or ``http://127.0.0.1:11434/v1`` (Ollama); a
-    trailing ``/`` is dropped. ``timeout_s`` bounds each attempt (120 s by default: a 0/1/2 rating
-    with its explanation takes tens of seconds on a CPU server), ``max_total_s`` the whole call
-    including retries and waits. ``breaker_after`` connection failures in a row stop the client
-    from trying (0: never). ``cache_dir=None`` means :func:`default_cache_dir`; ``cache=False``
-    disables the disk cache. The API key never appears in ``repr``.
+    trailing ``/`` is dropped. ``timeout_s`` bounds each wait for the server within an attempt
+    (connecting, or a silence while reading; 120 s by default: a 0/1/2 rating with its explanation
+    takes tens of seconds on a CPU server), ``max_total_s`` the whole call by the clock, including
+    retries and waits, however the server sends. ``max_batch_s`` (``None``: no limit but each
+    call's) bounds a judge's ``score_batch`` as a whole; ``max_reply_bytes`` is the largest reply
+    read (1 MB). ``breaker_after`` connection failures in a row stop the client from trying (0:
+    never). ``cache_dir=None`` means :func:`default_cache_dir`; ``cache=False`` disables the disk
+    cache. The API key never appears in ``repr``.
     """
 
     base_url: str
@@ -108,6 +125,8 @@ class LLMJudgeConfig:
     temperature: float = 0.0
     cache: bool = True
     breaker_after: int = 6
+    max_batch_s: float | None = None
+    max_reply_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.base_url, str) or not self.base_url.strip():
@@ -138,6 +157,11 @@ class LLMJudgeConfig:
             raise ValueError(f"LLMJudgeConfig: max_total_s must be > 0, got {self.max_total_s}")
         if not self.temperature >= 0:
             raise ValueError(f"LLMJudgeConfig: temperature must be >= 0, got {self.temperature}")
+        if self.max_batch_s is not None and not self.max_batch_s > 0:
+            raise ValueError(f"LLMJudgeConfig: max_batch_s must be > 0 or None, got {self.max_batch_s}")
+        cap = self.max_reply_bytes
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+            raise ValueError(f"LLMJudgeConfig: max_reply_bytes must be an int >= 1, got {cap!r}")
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -165,11 +189,13 @@ class LLMJudgeConfig:
         ``base_url``: ``WORKBENCH_JUDGE_BASE_URL``, else ``OPENAI_BASE_URL``, else (only when an
         API key is set) ``https://api.openai.com/v1``. ``model``: ``WORKBENCH_JUDGE_MODEL``
         (required). ``api_key``: ``WORKBENCH_JUDGE_API_KEY``, else ``OPENAI_API_KEY``.
-        ``timeout_s``, ``max_retries``, ``max_total_s`` and ``breaker_after``: the variables of
-        :data:`ENV_SETTINGS` (``WORKBENCH_JUDGE_TIMEOUT_S``, ``WORKBENCH_JUDGE_MAX_RETRIES``,
-        ``WORKBENCH_JUDGE_MAX_TOTAL_S``, ``WORKBENCH_JUDGE_BREAKER_AFTER``). Returns ``None`` when
-        the model or the base URL is missing; raises ``ValueError`` naming the variable when a
-        value is present but invalid. ``overrides`` set fields and win over the environment.
+        ``timeout_s``, ``max_retries``, ``max_total_s``, ``breaker_after``, ``max_batch_s`` and
+        ``max_reply_bytes``: the variables of :data:`ENV_SETTINGS` (``WORKBENCH_JUDGE_TIMEOUT_S``,
+        ``WORKBENCH_JUDGE_MAX_RETRIES``, ``WORKBENCH_JUDGE_MAX_TOTAL_S``,
+        ``WORKBENCH_JUDGE_BREAKER_AFTER``, ``WORKBENCH_JUDGE_MAX_BATCH_S``,
+        ``WORKBENCH_JUDGE_MAX_REPLY_BYTES``). Returns ``None`` when the model or the base URL is
+        missing; raises ``ValueError`` naming the variable when a value is present but invalid.
+        ``overrides`` set fields and win over the environment.
         """
         env = os.environ if environ is None else environ
 
@@ -233,17 +259,6 @@ class _Retryable(Exception):
         self.connection = connection  # no server answered (counts toward the circuit breaker)
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds, fractional accepted, or an HTTP
     date); ``None`` when absent or unreadable."""
@@ -275,20 +290,17 @@ class ChatClient:
 
     :meth:`complete` returns the parsed JSON response (always with at least one choice) or raises
     :class:`JudgeRequestError`. ``http_requests`` counts HTTP attempts, ``cache_hits`` the answers
-    served from disk; ``unreachable`` holds the breaker's message once it has opened. Requests to
-    loopback hosts bypass any ``http_proxy`` from the environment. Thread-safe.
+    served from disk; ``unreachable`` holds the breaker's message once it has opened. Requests go
+    through the environment's proxy as with urllib (read when the client is built); those to
+    loopback hosts bypass any proxy. Thread-safe.
     """
 
     def __init__(self, config: LLMJudgeConfig) -> None:
-        import urllib.request  # the HTTP machinery is only needed once an LLM judge is built
-
         if not isinstance(config, LLMJudgeConfig):
             raise TypeError(f"ChatClient needs an LLMJudgeConfig, got {type(config).__name__}")
         self.config = config
-        self._url = config.base_url + "/chat/completions"
-        host = urllib.parse.urlsplit(self._url).hostname
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._route = route_for(config.base_url + "/chat/completions")
+        self._thread = threading.local()  # this thread's deadline from within()
         self._lock = threading.Lock()
         self._counts = {"http_requests": 0, "cache_hits": 0}
         self._connection_failures = 0
@@ -349,6 +361,11 @@ class ChatClient:
         if not self.config.cache:
             return
         path = self.cache_path(key)
+        stored = len(json.dumps(response, ensure_ascii=False, indent=1).encode("utf-8"))
+        if stored > self.config.max_reply_bytes:  # re-encoded, a reply under the cap can grow past it
+            logger.warning("not caching a judge reply of %d bytes as written: over max_reply_bytes=%d",
+                           stored, self.config.max_reply_bytes)
+            return
         record = {
             "base_url": self.config.base_url,
             "model": self.config.model,
@@ -386,52 +403,71 @@ class ChatClient:
             self._connection_failures = 0
             self._unreachable = None
 
+    # -- deadlines
+    @contextmanager
+    def within(self, deadline: Deadline | None) -> Iterator[None]:
+        """Calls made by this thread inside the block end by ``deadline`` too, as well as by their
+        own ``max_total_s`` and any outer block's deadline (``None``: no further limit); a judge's
+        ``score_batch`` puts each judgement under the batch's.
+
+        Example:
+            >>> client = ChatClient(LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge"))
+            >>> with client.within(Deadline.after(2, "max_batch_s=2")):
+            ...     client.deadline().label
+            'max_batch_s=2'
+            >>> client.deadline().label
+            'max_total_s=300'
+        """
+        outer = getattr(self._thread, "deadline", None)
+        self._thread.deadline = outer if deadline is None else deadline.earlier(outer)
+        try:
+            yield
+        finally:
+            self._thread.deadline = outer
+
+    def deadline(self) -> Deadline:
+        """The deadline of a call starting now in this thread: ``max_total_s`` from now, or the
+        deadline of :meth:`within` when that comes first."""
+        own = Deadline.after(self.config.max_total_s, f"max_total_s={self.config.max_total_s:g}")
+        return own.earlier(getattr(self._thread, "deadline", None))
+
     # -- HTTP
     def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "Connection": "close", "User-Agent": "workbench-llm-judge"}
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         return headers
 
-    def _attempt(self, data: bytes, timeout: float) -> dict[str, Any]:
-        """One HTTP attempt: the parsed JSON, or raises _Retryable / JudgeRequestError."""
-        import http.client  # with urllib.request: only needed once a request is sent
-        import urllib.request  # (see ChatClient.__init__)
+    def _attempt(self, data: bytes, deadline: Deadline, timeout: float) -> dict[str, Any]:
+        """One HTTP attempt: the parsed JSON, or raises _Retryable / JudgeRequestError /
+        DeadlineReached."""
+        import http.client  # only needed once a request is sent (see llm_http._connection)
 
-        request = urllib.request.Request(
-            self._url, data=data, headers=self._headers(), method="POST"
-        )
         self._count("http_requests")
         try:
-            with self._opener.open(request, timeout=timeout) as resp:
-                status = resp.status
-                raw = resp.read()
-        except urllib.error.HTTPError as err:
+            reply = post(self._route, data, self._headers(), deadline=deadline, timeout=timeout,
+                         max_reply_bytes=self.config.max_reply_bytes, error_bytes=_ERROR_SNIPPET)
+        except ReplyTooLarge as err:  # a server that answered; asking again would not shrink it
             self._answered()
-            status = err.code
-            try:
-                raw = err.read()
-            except (OSError, http.client.HTTPException):
-                raw = b""
-            detail = self.redact(raw[:_ERROR_SNIPPET].decode("utf-8", "replace")).strip()
-            if status == 429 or 500 <= status <= 599:
-                header = err.headers.get("Retry-After") if err.headers else None
-                retry_after = _parse_retry_after(header)
-                raise _Retryable(f"HTTP {status}" + (f": {detail}" if detail else ""), retry_after)
-            raise JudgeRequestError(
-                f"HTTP {status}" + (f": {detail}" if detail else ""), status=status, detail=detail
-            ) from None
-        except urllib.error.URLError as err:
-            reason = err.reason
-            if isinstance(reason, (TimeoutError, socket.timeout)):
-                raise _Retryable(f"timed out after {timeout:.3g}s") from None
-            raise _Retryable(self.redact(f"connection error: {reason}"), connection=True) from None
-        except (TimeoutError, socket.timeout):
+            raise JudgeRequestError(self.redact(str(err))) from None
+        except TimeoutError:
             raise _Retryable(f"timed out after {timeout:.3g}s") from None
         except (OSError, http.client.HTTPException) as err:
             reason = f"connection error: {type(err).__name__}: {err}"
             raise _Retryable(self.redact(reason), connection=True) from None
         self._answered()
+        return self._answer_of(reply)
+
+    def _answer_of(self, reply: HTTPReply) -> dict[str, Any]:
+        """The parsed JSON of a reply with a choice, or raises _Retryable / JudgeRequestError."""
+        status, raw = reply.status, reply.body
+        if not 200 <= status <= 299:
+            detail = self.redact(raw[:_ERROR_SNIPPET].decode("utf-8", "replace")).strip()
+            reason = f"HTTP {status}" + (f": {detail}" if detail else "")
+            if status == 429 or 500 <= status <= 599:
+                raise _Retryable(reason, _parse_retry_after(reply.headers.get("Retry-After")))
+            raise JudgeRequestError(reason, status=status, detail=detail)
         try:
             parsed = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as err:
@@ -464,17 +500,17 @@ class ChatClient:
             raise JudgeRequestError(self._unreachable, unreachable=True)
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         cfg = self.config
-        deadline = time.monotonic() + cfg.max_total_s
+        deadline = self.deadline()
         attempts = 0
         last = "no attempt made"
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline.remaining()
             if remaining <= 0:
-                last += f"; stopped: max_total_s={cfg.max_total_s:g} reached"
+                last += f"; stopped: {deadline.label} reached"
                 break
             attempts += 1
             try:
-                response = self._attempt(data, min(cfg.timeout_s, remaining))
+                response = self._attempt(data, deadline, min(cfg.timeout_s, remaining))
             except _Retryable as err:
                 last = err.reason
                 if err.connection:
@@ -486,15 +522,15 @@ class ChatClient:
                 delay = cfg.backoff_s * (2 ** (attempts - 1))
                 if err.retry_after is not None:
                     delay = max(delay, min(err.retry_after, RETRY_AFTER_CAP_S))
-                if time.monotonic() + delay >= deadline:
-                    last += (
-                        f"; stopped: waiting {delay:.3g}s would pass "
-                        f"max_total_s={cfg.max_total_s:g}"
-                    )
+                if delay >= deadline.remaining():
+                    last += f"; stopped: waiting {delay:.3g}s would pass {deadline.label}"
                     break
                 logger.info("judge request failed (%s); retry %d in %.3gs", last, attempts, delay)
                 time.sleep(delay)
                 continue
+            except DeadlineReached as err:  # the reason names the deadline; no time is left
+                last = self.redact(str(err))
+                break
             except JudgeRequestError as err:
                 raise JudgeRequestError(
                     self.redact(f"{err} (attempt {attempts}, not retried)"),

@@ -29,10 +29,14 @@ Both implement the :class:`~workbench.judges.base.Judge` protocol and talk to th
   (``"Rating: 0.15"``) is missing, with its reason. The three are combined by harmonic mean (any 0
   gives 0) and scaled to 0-100, so ratings (2, 2, 2) score 100 and (2, 1, 2) score 75.
 
-A failed request (unreachable endpoint, HTTP error, malformed answer, circuit breaker open) never
-raises out of ``score`` / ``score_batch``: it becomes ``Score(None, reason, failed=True)``, which
-callers must not store as a result. A judge's own "no score" (low integer mass, no number in the
-reply, a rating off the scale, an empty response) has ``failed=False``.
+A failed request (unreachable endpoint, HTTP error, malformed answer, circuit breaker open, a
+deadline passed) never raises out of ``score`` / ``score_batch``: it becomes ``Score(None, reason,
+failed=True)``, which callers must not store as a result. A judge's own "no score" (low integer
+mass, no number in the reply, a rating off the scale, an empty response) has ``failed=False``.
+
+``score_batch`` judges on up to :data:`MAX_WORKERS` threads and, with the config's
+``max_batch_s``, ends by that deadline: every request of the batch ends by it, and a judgement not
+made by then is a failed score.
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.judges.base import Score, check_batch
 from workbench.judges.llm_client import ChatClient, JudgeRequestError, LLMJudgeConfig
+from workbench.judges.llm_http import Deadline
 from workbench.judges.llm_parsing import (
     combine_ratings,
     content_of,
@@ -73,11 +78,14 @@ __all__ = [
     "JUDGE_STYLES",
     "SCALES",
     "MAX_WORKERS",
+    "TOP_LOGPROBS",
 ]
 
 logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 4
+TOP_LOGPROBS = 20
+"""How many first-token alternatives a :class:`ScoreJudge` asks for."""
 JUDGE_STYLES = ("score", "rating")
 SCALES = ("auto", "0-100", "0-9")
 
@@ -114,13 +122,38 @@ class _LLMJudgeBase:
             return Score(None, self.client.redact(f"{self.name}: {type(err).__name__}: {err}"),
                          failed=True)
 
+    def _endpoint_identity(self) -> dict[str, Any]:
+        """What of the config changes a score: where the judge is, which model, how it samples."""
+        return {"base_url": self.config.base_url, "model": self.config.model,
+                "temperature": self.config.temperature}
+
     def score_batch(self, questions: Sequence[str], responses: Sequence[str]) -> list[Score]:
+        """The scores of (question, response) pairs, in order; with the config's ``max_batch_s``,
+        by that deadline (a judgement not made by then is a failed score)."""
         check_batch(questions, responses)
         pairs = list(zip(questions, responses))
+        limit = self.config.max_batch_s
+        deadline = None if limit is None else Deadline.after(limit, f"max_batch_s={limit:g}")
         if self.max_workers == 1 or len(pairs) <= 1:
-            return [self.score(q, r) for q, r in pairs]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(pairs))) as pool:
-            return list(pool.map(lambda qr: self.score(*qr), pairs))
+            return [self._score_by(deadline, q, r) for q, r in pairs]
+        return self._score_in_pool(pairs, deadline)
+
+    def _score_by(self, deadline: Deadline | None, question: str, response: str) -> Score:
+        with self.client.within(deadline):
+            return self.score(question, response)
+
+    def _score_in_pool(self, pairs: list[tuple[str, str]], deadline: Deadline | None) -> list[Score]:
+        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(pairs)))
+        try:
+            futures = [pool.submit(self._score_by, deadline, q, r) for q, r in pairs]
+            wait(futures, timeout=None if deadline is None else max(0.0, deadline.remaining()))
+            return [f.result() if f.done() else self._not_judged(deadline) for f in futures]
+        finally:
+            # not waiting for judgements still under way at the deadline: their requests end by it
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _not_judged(self, deadline: Deadline) -> Score:
+        return Score(None, f"{self.name}: not judged by {deadline.label}", failed=True)
 
 
 class ScoreJudge(_LLMJudgeBase):
@@ -173,6 +206,25 @@ class ScoreJudge(_LLMJudgeBase):
         self._digits: bool | None = {"auto": None, "0-100": False, "0-9": True}[scale]
         self._lock = threading.Lock()
 
+    def fingerprint_identity(self) -> dict[str, Any]:
+        """What this judge's scores depend on (:func:`~workbench.judges.base.judge_fingerprint`):
+        the endpoint, model and temperature, the attribute, both prompts, the scale and how the
+        reply is read; not the API key, timeouts, retries, cache or threads, nor what it has
+        learnt of the tokenizer (``scale`` decides that).
+
+        Example:
+            >>> from workbench.judges.base import judge_fingerprint
+            >>> config = LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge")
+            >>> ScoreJudge(config, "Talks like a pirate.").fingerprint_identity()["scale"]
+            'auto'
+            >>> judge_fingerprint(ScoreJudge(config, "pirate")) == judge_fingerprint(ScoreJudge(config, "Pirate"))
+            False
+        """
+        return {**self._endpoint_identity(), "kind": self.kind, "attribute": self.attribute,
+                "prompt": self.prompt, "digit_prompt": self.digit_prompt, "scale": self.scale,
+                "min_integer_mass": self.min_integer_mass, "max_tokens": self.max_tokens,
+                "top_logprobs": TOP_LOGPROBS}
+
     @property
     def digit_splitting(self) -> bool | None:
         """Whether the judge's tokenizer splits numbers into digits, as far as seen (``None``:
@@ -197,7 +249,7 @@ class ScoreJudge(_LLMJudgeBase):
         }
         if logprobs:
             body["logprobs"] = True
-            body["top_logprobs"] = 20
+            body["top_logprobs"] = TOP_LOGPROBS
         return body
 
     def _learn(self, splits: bool) -> None:
@@ -357,6 +409,19 @@ class RatingJudge(_LLMJudgeBase):
         self.name = name
         self.prompts = {**RATING_PROMPTS, **(prompts or {})}
         self.max_tokens = max_tokens
+
+    def fingerprint_identity(self) -> dict[str, Any]:
+        """What this judge's scores depend on (:func:`~workbench.judges.base.judge_fingerprint`):
+        the endpoint, model and temperature, the concept, the three prompts and ``max_tokens``;
+        not the API key, timeouts, retries, cache or threads.
+
+        Example:
+            >>> config = LLMJudgeConfig("http://127.0.0.1:8000/v1", "judge")
+            >>> RatingJudge(config, "pirate speech").fingerprint_identity()["concept"]
+            'pirate speech'
+        """
+        return {**self._endpoint_identity(), "concept": self.concept, "prompts": dict(self.prompts),
+                "criteria": list(self.criteria), "max_tokens": self.max_tokens}
 
     def request_body(self, criterion: str, question: str, response: str) -> dict[str, Any]:
         return {
