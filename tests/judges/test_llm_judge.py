@@ -595,3 +595,15 @@ def test_a_judge_that_scores_nothing_does_not_stop_the_sweep(tmp_path, monkeypat
     assert "prompt's own coherence could not be measured" in rows.loc[("s", "Cp"), "note"]
     message = str(warned[0].message)
     assert "judgements failed" in message and "s @ C80" in message
+
+
+def test_a_corrupt_cache_entry_is_asked_again_not_trusted(server, config, tmp_path):
+    server.default = Reply(body=completion("80", {"80": 1.0}))
+    cfg = config()
+    assert lj.ScoreJudge(cfg, "pirate").score("q", "a").value == pytest.approx(80.0)
+    (entry,) = (tmp_path / "cache").rglob("*.json")
+    entry.write_text(entry.read_text().replace('"80"', '"10"'))  # a changed score, the checksum not
+    server.default = Reply(body=completion("90", {"90": 1.0}))
+    judge = lj.ScoreJudge(cfg, "pirate")
+    assert judge.score("q", "a").value == pytest.approx(90.0)  # asked the server again
+    assert server.n == 2 and judge.client.cache_hits == 0

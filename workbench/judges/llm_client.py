@@ -32,7 +32,8 @@ of the client (one run); a new client, i.e. a rerun, tries again.
 Cache: answers that carry a choice are stored as JSON under ``cache_dir`` (default
 ``$WORKBENCH_CACHE_DIR/judge``, else ``$XDG_CACHE_HOME/workbench/judge`` or
 ``~/.cache/workbench/judge``), keyed by :func:`workbench.core.fingerprint.fingerprint` of
-(base_url, model, request body) and written atomically. A hit makes no HTTP call. Failures, and
+(base_url, model, request body), written atomically with a checksum and verified when read (a
+corrupt entry is ignored with a warning and asked again). A hit makes no HTTP call. Failures, and
 answers with no choice, are never stored, so a rerun after an outage asks again; nor is an answer
 that, as written to the file, is over ``max_reply_bytes``. With ``temperature > 0`` a hit replays
 the first sample.
@@ -57,7 +58,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from workbench.core.files import atomic_write_bytes, cache_root
+from workbench.core.checked_files import read_json, write_json
+from workbench.core.files import cache_root
 from workbench.core.fingerprint import fingerprint
 from workbench.judges.llm_http import Deadline, DeadlineReached, HTTPReply, ReplyTooLarge, post, route_for
 
@@ -348,10 +350,10 @@ class ChatClient:
             return None
         path = self.cache_path(key)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = read_json(path, legacy_ok=True)  # entries written before checksums are read as they are
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError) as err:  # corrupt (CorruptFileError) or unreadable: ask the server again
             logger.warning("ignoring unreadable judge cache file %s: %s", path, err)
             return None
         response = record.get("response") if isinstance(record, dict) else None
@@ -373,9 +375,9 @@ class ChatClient:
             "response": response,
             "created": time.time(),
         }
-        text = self.redact(json.dumps(record, ensure_ascii=False, indent=1))
+        redacted = json.loads(self.redact(json.dumps(record, ensure_ascii=False)))
         try:
-            atomic_write_bytes(path, text.encode("utf-8"))
+            write_json(path, redacted)
         except OSError as err:  # a cache that cannot be written is not a failed judgement
             logger.warning("could not write judge cache file %s: %s", path, err)
 
