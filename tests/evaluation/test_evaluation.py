@@ -251,13 +251,15 @@ def test_several_samples_per_question_resample_questions(tiny_model, attribute, 
 
 def test_one_sample_per_question_keeps_the_stored_cache_keys(tiny_model, attribute):
     from workbench.core.fingerprint import fingerprint
+    from workbench.judges.base import judge_fingerprint
 
     config = EvalConfig(n_validation=2, n_test=2)
     evaluator = evaluation.Evaluator(tiny_model, attribute, config, coherence_judge=COHERENCE, cache_dir="cache")
     method = Method("prompt", prompt=True)
-    old_key = fingerprint(1, tiny_model.model_id, attribute.name, "prompt", True, None, 0.0, "test", list(attribute.questions("test")[:2]),
+    old_key = fingerprint(2, tiny_model.model_id, attribute.name, "prompt", True, None, 0.0, "test", list(attribute.questions("test")[:2]),
                           attribute.instructions[0], [config.max_new_tokens, config.temperature, config.top_p, config.seed],
-                          "attr", "coh", length=20)  # the key before samples_per_question existed
+                          judge_fingerprint(attribute.judge), judge_fingerprint(COHERENCE),
+                          length=20)  # the key before samples_per_question existed
     assert evaluator._disk_path(method, 0.0, "test").name == f"{old_key}.parquet"
     two = evaluation.Evaluator(tiny_model, attribute, EvalConfig(n_validation=2, n_test=2, samples_per_question=2),
                                coherence_judge=COHERENCE, cache_dir="cache")

@@ -9,7 +9,7 @@ Behaviour is fingerprinted too, so that a cache keyed on a judge sees a changed 
 - an object with a ``fingerprint_identity()`` method stands for what that method returns (a loaded
   model: its id; an LLM judge: its endpoint, model and prompt);
 - a function by its qualified name, its source where Python can find it (a module, a notebook
-  cell) and its bytecode and constants, its default arguments, the values its closure holds, and
+  cell; not for a lambda, whose source is the whole line it sits on) and its bytecode and constants, its default arguments, the values its closure holds, and
   the simple values and functions it reads from its module's globals; a ``version`` attribute on
   the function (``fn.version = 2``) is part of it, for a change none of that shows;
 - ``functools.partial`` by its function and arguments; a bound method by its function and object.
@@ -93,10 +93,12 @@ def _callable(fn: Any, digest, depth: int) -> Any:
         return {"method": _callable(fn.__func__, digest, depth), "self": _or_type(fn.__self__, digest, depth)}
     if isinstance(fn, types.BuiltinFunctionType):
         return {"builtin": f"{getattr(fn, '__module__', None)}.{fn.__qualname__}"}
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        source = None
+    source = None
+    if fn.__name__ != "<lambda>":  # a lambda's source is its whole line: its code says what it does
+        try:
+            source = inspect.getsource(fn)
+        except (OSError, TypeError):
+            pass
     out = {"function": f"{fn.__module__}.{fn.__qualname__}", "source": source, "code": _code(fn.__code__, digest, depth),
            "defaults": _or_type(fn.__defaults__, digest, depth),
            "kwdefaults": _or_type(fn.__kwdefaults__, digest, depth),
@@ -151,16 +153,29 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
+def _class_sources(cls: type) -> list[str | None]:
+    """SHA-256 of the source of ``cls`` and of each class it inherits from (``None`` where Python has
+    no source: builtins, classes made at run time)."""
+    out = []
+    for klass in cls.__mro__[:-1]:  # not object
+        try:
+            out.append(hashlib.sha256(inspect.getsource(klass).encode()).hexdigest())
+        except (OSError, TypeError):
+            out.append(None)
+    return out
+
+
 def behaviour_fingerprint(obj: Any, length: int = 16) -> str:
-    """Fingerprint of what an object does: its ``fingerprint_identity()``, its dataclass fields or
-    its function (see the module docstring), else its class and attributes, each attribute without a
-    canonical form standing by its type (a lock, a thread pool).
+    """Fingerprint of what an object does: its class and the source of its class (and of the classes
+    it inherits from), and its ``fingerprint_identity()``, its dataclass fields or its function (see
+    the module docstring), else its attributes, each attribute without a canonical form standing by
+    its type (a lock, a thread pool). An edit to a judge's code therefore changes it too.
 
     Example:
         >>> behaviour_fingerprint(lambda r: 100.0) != behaviour_fingerprint(lambda r: 0.0)
         True
     """
-    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    kind = [f"{type(obj).__module__}.{type(obj).__qualname__}", _class_sources(type(obj))]
     try:
         return fingerprint(kind, obj, length=length)
     except TypeError:

@@ -188,11 +188,15 @@ def make_attribute(
     opposite_instructions: Sequence[str] = (),
     split: Sequence[float] = (0.6, 0.2, 0.2),
     seed: int = 0,
+    version: int | str | None = None,
 ) -> Attribute:
     """Define an attribute in Python (e.g. in a notebook).
 
     ``scorer`` is a :class:`~workbench.judges.offline.Judge` or a plain function ``(response) -> float``
     on 0-100 (values outside are clipped, see :class:`~workbench.judges.offline.FunctionJudge`).
+    Stored scores are keyed on the scorer's behaviour (its source, bytecode and closure: see
+    :func:`workbench.judges.base.judge_fingerprint`), so editing the function and rerunning the cell
+    scores again; ``version`` is for a change its code does not show (bump it to score again).
     ``questions``: a list is shuffled and cut into train / validation / test by the ``split``
     fractions (60/20/20 by default) with ``seed``, so a bundled attribute's ``all_questions`` are
     re-split, not kept in its own splits; give a mapping ``{"train": [...], "validation": [...],
@@ -208,7 +212,7 @@ def make_attribute(
     elif isinstance(scorer, Judge):
         judge = AttributeJudge(scorer)
     elif callable(scorer):
-        judge = AttributeJudge(FunctionJudge(scorer, name=f"{name}-scorer"))
+        judge = AttributeJudge(FunctionJudge(scorer, name=f"{name}-scorer", version=version))
     else:
         raise TypeError(f"scorer must be a Judge or a callable, got {type(scorer).__name__}")
     if isinstance(questions, Mapping):

@@ -9,12 +9,18 @@ The table (``triplets.parquet``, one row per sample) holds everything needed to 
 questions, instructions, placement, prompt and response token ids, scores, seeds and model id.
 Each sample has its own seed derived from (seed, question, instruction, sample index), so a
 re-run resumes where it stopped and draws the same samples whatever the batching.
+
+The run records the fingerprint of each judge's behaviour (:func:`workbench.judges.base.judge_fingerprint`):
+a run directory met again with a changed judge (an edited scorer, another coherence model) keeps
+its sampled responses, says which judge changed, and scores them again. Both files are written
+atomically with checksums and verified when read; a build holds the directory's lock, so a second
+process building the same run waits for the first and then reads its samples.
 """
 
 from __future__ import annotations
 
-import io
-import json
+import logging
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -22,14 +28,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.core.chat import PLACEMENTS, AlignedPair, align, base_prompt_text, prompt_ids, resolve_placement
-from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.checked_files import read_frame, read_json, write_frame, write_json
 from workbench.core.fingerprint import sample_seed
 from workbench.core.generation import SamplingConfig, generate
 from workbench.core.likelihood import logprob_fn
+from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel
+from workbench.core.tensor_files import CorruptFileError
 from workbench.data.attributes import Attribute, load_attribute
-from workbench.judges.base import success
+from workbench.judges.base import judge_fingerprint, success
 from workbench.judges.offline import CoherenceJudge
+
+log = logging.getLogger(__name__)
 
 TRIPLETS_FORMAT_VERSION = 1
 TABLE_NAME = "triplets.parquet"
@@ -122,11 +132,11 @@ class TripletSet:
         meta_path = directory / META_NAME
         if not meta_path.is_file():
             raise FileNotFoundError(f"{directory} holds no triplets ({META_NAME} is missing)")
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path, legacy_ok=True)  # runs written before checksums are read as they are
         if meta.get("format_version") != TRIPLETS_FORMAT_VERSION:
             raise ValueError(f"{meta_path} is triplet format {meta.get('format_version')!r}, expected {TRIPLETS_FORMAT_VERSION}")
         table_path = directory / TABLE_NAME
-        table = pd.read_parquet(table_path) if table_path.exists() else _empty_table()
+        table = read_frame(table_path, legacy_ok=True) if table_path.exists() else _empty_table()
         return cls(table, meta)
 
 
@@ -139,12 +149,6 @@ _COLUMNS = [
 
 def _empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: [] for c in _COLUMNS})
-
-
-def _save_table(table: pd.DataFrame, path: Path) -> None:
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _check_same_run(directory: Path, stored: dict, wanted: dict) -> None:
@@ -182,21 +186,65 @@ def build_triplets(
     attribute = load_attribute(attribute)
     config = replace(config, placement=resolve_placement(model.tokenizer, config.placement, announce=True))
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    coherence = coherence or CoherenceJudge(logprob_fn=logprob_fn(model))
+    with directory_lock(directory, purpose=f"building {attribute.name} triplets"):
+        return _build(model, attribute, directory, config, coherence, progress)
+
+
+def _stored_run(directory: Path, meta: dict) -> TripletSet:
+    """The samples already in ``directory`` for this run (refusing another run's); an unreadable
+    run is sampled again, with a warning naming the file."""
+    if not (directory / META_NAME).exists():
+        return TripletSet(_empty_table())
+    try:
+        previous = TripletSet.load(directory)
+    except CorruptFileError as err:
+        warnings.warn(f"{err}; sampling these triplets again", RuntimeWarning, stacklevel=4)
+        return TripletSet(_empty_table())
+    _check_same_run(directory, previous.meta, meta)
+    return previous
+
+
+def _judge_again(table: pd.DataFrame, stored: dict, judges: dict, attribute_judge, coherence, threshold: float,
+                 directory: Path) -> pd.DataFrame:
+    """The stored samples scored again by every judge whose fingerprint differs from the one that
+    scored them (a run written before judges were recorded: every judge), kept flags made again."""
+    changed = [kind for kind in judges if stored.get(kind) != judges[kind]]
+    if not changed or not len(table):
+        return table
+    log.warning("%s: the %s changed since these %d triplets were judged (%s); judging them again", directory,
+                " and ".join(f"{kind} judge" for kind in changed), len(table),
+                "; ".join(f"{stored.get(kind, 'not recorded')} -> {judges[kind]}" for kind in changed))
+    table = table.copy()
+    questions, texts = table["question"].tolist(), table["response"].tolist()
+    for kind, judge, column in (("attribute", attribute_judge, "attr"), ("coherence", coherence, "coh")):
+        if kind in changed:
+            scores = judge.score_batch(questions, texts)
+            table[f"{column}_score"] = [s.value for s in scores]
+            table[f"{column}_reason"] = [s.reason for s in scores]
+    table["kept"] = [bool(success(a, c, threshold) and len(t) > 0)
+                     for a, c, t in zip(table["attr_score"], table["coh_score"], texts)]
+    table["soft_label"] = [a / 100.0 if a is not None and a == a else None for a in table["attr_score"]]
+    return table
+
+
+def _build(model: LoadedModel, attribute: Attribute, directory: Path, config: TripletConfig,
+           coherence, progress: bool) -> TripletSet:
+    judges = {"attribute": judge_fingerprint(attribute.judge), "coherence": judge_fingerprint(coherence)}
     meta = {
         "format_version": TRIPLETS_FORMAT_VERSION,
         "attribute": attribute.name,
         "model_id": model.model_id,
         "config": asdict(config),
         "base_prompt": base_prompt_text(model.tokenizer, config.base_system),
+        "judges": judges,
     }
-    existing = _empty_table()
-    if (directory / META_NAME).exists():
-        previous = TripletSet.load(directory)
-        _check_same_run(directory, previous.meta, meta)
-        existing = previous.table
-    atomic_write_json(directory / META_NAME, meta)
-    coherence = coherence or CoherenceJudge(logprob_fn=logprob_fn(model))
+    previous = _stored_run(directory, meta)
+    existing = _judge_again(previous.table, previous.meta.get("judges", {}), judges, attribute.judge, coherence,
+                            config.threshold, directory)
+    if existing is not previous.table:
+        write_frame(directory / TABLE_NAME, existing)
+    write_json(directory / META_NAME, meta)
 
     questions = attribute.questions(config.split)
     if config.n_questions is not None:
@@ -236,7 +284,7 @@ def build_triplets(
                 "kept": bool(kept), "soft_label": (a.value / 100.0) if a.value is not None else None,
             })
         table = pd.DataFrame(rows, columns=_COLUMNS)
-        _save_table(table, directory / TABLE_NAME)
+        write_frame(directory / TABLE_NAME, table)
     table = pd.DataFrame(rows, columns=_COLUMNS)
     order = {(w[1], w[3], w[4]): i for i, w in enumerate(work)}
     keys = zip(table["question"], table["instruction"], table["sample_index"])

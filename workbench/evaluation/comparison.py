@@ -34,7 +34,6 @@ them again.
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -45,7 +44,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from workbench.core.cached import read_cached, write_cached
 from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.locks import directory_lock
 from workbench.core.fingerprint import fingerprint
 from workbench.core.generation import SamplingConfig, generate_answers
 from workbench.core.likelihood import logprob_fn
@@ -53,7 +54,7 @@ from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
 from workbench.evaluation.statistics import paired_bootstrap, per_question
 from workbench.evaluation.strength import SearchResult, bootstrap_ci, find_alpha
-from workbench.judges.base import Judge
+from workbench.judges.base import Judge, judge_fingerprint
 from workbench.judges.offline import CoherenceJudge
 from workbench.steering import layers_label
 
@@ -278,18 +279,7 @@ class Comparison:
         return out
 
 
-EVAL_CACHE_VERSION = 1
-
-
-def _judge_name(judge) -> str:
-    """A judge's name, with what changes its scores: the LLM behind it, or the likelihood blend."""
-    name = str(getattr(judge, "name", type(judge).__name__))
-    config = getattr(judge, "config", None)
-    if getattr(config, "model", None):
-        name += f"@{config.base_url}/{config.model}"
-    if getattr(judge, "logprob_fn", None) is not None:
-        name += f"+logprob(w={judge.logprob_weight:g})"
-    return name
+EVAL_CACHE_VERSION = 2  # 2: judges keyed by their behaviour's fingerprint
 
 
 def steerer_fingerprint(steerer) -> str:
@@ -374,22 +364,21 @@ class Evaluator:
         key = (method.name, method.prompt, alpha, split)
         if key not in self._runs:
             path = self._disk_path(method, alpha, split)
-            if path is not None and path.is_file():
-                frame, rejudged = self._judge_failed_again(pd.read_parquet(path))
-                if rejudged:
-                    self._write(path, frame)
-            else:
-                frame = self._run(method, alpha, split)
-                if path is not None:
-                    self._write(path, frame)
+            if path is None:
+                self._runs[key] = self._run(method, alpha, split)
+                return self._runs[key]
+            # one writer per evaluation directory: a second process waits, then reads what the first stored
+            with directory_lock(path.parent, purpose=f"evaluating {method.name} at alpha {alpha:g} ({split})"):
+                stored = read_cached(path)
+                if stored is not None:
+                    frame, rejudged = self._judge_failed_again(stored)
+                    if rejudged:
+                        write_cached(path, frame)
+                else:
+                    frame = self._run(method, alpha, split)
+                    write_cached(path, frame)
             self._runs[key] = frame
         return self._runs[key]
-
-    @staticmethod
-    def _write(path: Path, frame: pd.DataFrame) -> None:
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        atomic_write_bytes(path, buffer.getvalue())
 
     def _judge_failed_again(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
         """A stored evaluation with the judgements that failed last time made again (the answers
@@ -427,7 +416,7 @@ class Evaluator:
             steerer_fingerprint(method.steerer) if method.steerer is not None else None, alpha, split,
             list(self.questions[split]), self.instruction if method.prompt else None,
             [c.max_new_tokens, c.temperature, c.top_p, c.seed],
-            _judge_name(self.attribute_judge), _judge_name(self.coherence_judge),
+            judge_fingerprint(self.attribute_judge), judge_fingerprint(self.coherence_judge),
             *([c.samples_per_question] if c.samples_per_question != 1 else []), length=20,
         )
         return self.cache_dir / f"{digest}.parquet"
@@ -598,8 +587,8 @@ def compare_methods(
         warnings.warn("; ".join(told), RuntimeWarning, stacklevel=2)
     meta = {
         "model": model.model_id, "attribute": evaluator.attribute.name, "instruction": evaluator.instruction,
-        "attribute_judge": _judge_name(evaluator.attribute_judge),
-        "coherence_judge": _judge_name(evaluator.coherence_judge),
+        "attribute_judge": judge_fingerprint(evaluator.attribute_judge),
+        "coherence_judge": judge_fingerprint(evaluator.coherence_judge),
         "targets": targets, "config": {**asdict(config), "targets": list(config.targets)},
         "n_validation": len(evaluator.questions["validation"]), "n_test": len(evaluator.questions["test"]),
     }

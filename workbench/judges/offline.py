@@ -270,6 +270,9 @@ class FunctionJudge(BaseJudge):
     fn: Callable[[str], float | Score | None]
     name: str = "function"
     clip: bool = True
+    #: Bump it when the scorer's behaviour changes in a way its source does not show (a data file it
+    #: reads, say): stored scores made with another version are then made again.
+    version: int | str | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
