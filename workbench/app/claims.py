@@ -35,7 +35,6 @@ table of whatever is stored so far without computing anything.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -49,9 +48,12 @@ import plotly.graph_objects as go
 
 from workbench.activations.deltas import magnitude_by_kind, pairs_fingerprint, token_magnitudes
 from workbench.app.experiment import ExperimentConfig, prepare_data, run_experiment, train_methods
-from workbench.core.files import atomic_write_bytes, atomic_write_json
+from workbench.core.cached import cached, read_cached, write_cached
+from workbench.core.files import atomic_write_bytes
 from workbench.core.fingerprint import fingerprint
+from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel, load_model
+from workbench.judges.base import judge_fingerprint
 from workbench.data.attributes import list_attributes, load_attribute
 from workbench.evaluation.comparison import EvalConfig, steerer_fingerprint
 from workbench.evaluation.findings import faithfulness_intervals, faithfulness_statistic, spread_by_layer, spread_interval
@@ -357,8 +359,9 @@ def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, p
     every = tuple(dict.fromkeys(experiment.methods + config.extra_methods))
     steerers = train_methods(m, data, replace(experiment, methods=every, plus_prompt=None), run_dir / "steerers",
                              progress=progress)
-    if partial.is_file():
-        first = json.loads(partial.read_text())["rows"]
+    stored = read_cached(partial)
+    if stored is not None:
+        first = stored["rows"]
     else:
         first = spread_rows(token_magnitudes(data.store, m.tokenizer), attribute, figures, config, seed)
         variants = {n: (steerers[n], list(data.heldout_labels)) for n in ("A-PSR", "A-PSR r4", "A-PSR (joint)")
@@ -366,7 +369,7 @@ def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, p
         errors = _stored_errors(m, data, variants, run_dir / "claims")
         first += faithfulness_rows(errors, name, experiment.single_layer(m), m.n_layers, figures, config, seed,
                                    findings=(4,))
-        atomic_write_json(partial, {"unit": name, "findings": [1, 4], "rows": first})
+        write_cached(partial, {"unit": name, "findings": [1, 4], "rows": first})
     result = run_experiment(m, experiment, run_dir, attribute=attribute, data=data, progress=progress, **judges)
     rows = comparison_rows(result.comparison, name, figures)
     numeric = [label for label in result.comparison.meta["targets"] if label != "Cp"]
@@ -387,12 +390,8 @@ def _stored_errors(model: LoadedModel, data, measured: dict, directory: Path) ->
     key = fingerprint(CLAIMS_VERSION, model.model_id, pairs_fingerprint(data.heldout_pairs),
                       pairs_fingerprint(data.paraphrase_pairs or []),
                       {n: [steerer_fingerprint(s), a if isinstance(a, float) else list(a)] for n, (s, a) in sorted(measured.items())})
-    path = directory / f"pair-errors-{key}.csv"
-    if path.is_file():
-        return pd.read_csv(path)
-    errors = pair_errors(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs)
-    atomic_write_bytes(path, errors.to_csv(index=False).encode("utf-8"))
-    return errors
+    return cached(directory / f"pair-errors-{key}.parquet",
+                  lambda: pair_errors(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs))
 
 
 def _instruction_unit(model: _Model, config: ClaimsConfig, out: Path, progress: bool) -> list[dict]:
@@ -436,7 +435,7 @@ def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out
     chosen = [load_attribute(a) for a in (attributes if attributes is not None else config.attribute_names)]
     units = [(a.name, lambda path, a=a: _attribute_unit(holder, a, config, out, progress, judges, path),
               [a.all_questions, a.instructions, a.paraphrases,
-               {k: str(getattr(j, "name", type(j).__name__)) for k, j in sorted(judges.items())}]) for a in chosen]
+               {k: judge_fingerprint(j) for k, j in sorted(judges.items())}]) for a in chosen]
     if config.instructions is None or config.instructions:
         units.append((INSTRUCTIONS_UNIT, lambda path: _instruction_unit(holder, config, out, progress), []))
     settings = {k: v for k, v in config.to_dict().items() if k != "attributes"}
@@ -447,24 +446,31 @@ def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out
     for i, ((name, compute, _), path) in enumerate(zip(units, paths)):
         key = path.stem.rsplit("-", 1)[1]
         partial = path.with_suffix(".partial.json")
-        if path.is_file():
-            unit_rows = json.loads(path.read_text())["rows"]
+        stored = read_cached(path)
+        if stored is None and not stored_only:
+            with directory_lock(path.parent, purpose=f"measuring the claims of {name}"):
+                stored = read_cached(path)  # another process may have measured it while this one waited
+                if stored is None:
+                    say(f"[{i + 1}/{len(units)}] {name}: measuring ...")
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    unit_rows = compute(partial)
+                    seconds[name] = time.perf_counter() - t0
+                    cpu = time.process_time() - c0  # CPU seconds of this process: what the unit costs on a shared machine
+                    computed.append(seconds[name])
+                    write_cached(path, {"key": key, "unit": name, "seconds": round(seconds[name], 1),
+                                        "cpu_seconds": round(cpu, 1), "rows": unit_rows})
+                    left = sum(1 for p in paths[i + 1:] if not p.is_file())
+                    eta = f"; about {_duration(left * float(np.mean(computed)))} left" if left else ""
+                    say(f"[{i + 1}/{len(units)}] {name}: done in {_duration(seconds[name])} (CPU {_duration(cpu)}){eta}")
+                    rows += unit_rows
+                    continue
+        if stored is not None:
+            unit_rows = stored["rows"]
             say(f"[{i + 1}/{len(units)}] {name}: stored rows read back")
-        elif stored_only:
-            unit_rows = json.loads(partial.read_text())["rows"] if partial.is_file() else []
-            say(f"[{i + 1}/{len(units)}] {name}: " + (f"findings 1 and 4 only (stored so far)" if unit_rows else "not measured yet"))
-        else:
-            say(f"[{i + 1}/{len(units)}] {name}: measuring ...")
-            t0, c0 = time.perf_counter(), time.process_time()
-            unit_rows = compute(partial)
-            seconds[name] = time.perf_counter() - t0
-            cpu = time.process_time() - c0  # CPU seconds of this process: what the unit costs on a shared machine
-            computed.append(seconds[name])
-            atomic_write_json(path, {"key": key, "unit": name, "seconds": round(seconds[name], 1),
-                                     "cpu_seconds": round(cpu, 1), "rows": unit_rows})
-            left = sum(1 for p in paths[i + 1:] if not p.is_file())
-            eta = f"; about {_duration(left * float(np.mean(computed)))} left" if left else ""
-            say(f"[{i + 1}/{len(units)}] {name}: done in {_duration(seconds[name])} (CPU {_duration(cpu)}){eta}")
+        else:  # stored_only, and not measured in full
+            partial_rows = read_cached(partial)
+            unit_rows = partial_rows["rows"] if partial_rows is not None else []
+            say(f"[{i + 1}/{len(units)}] {name}: " + ("findings 1 and 4 only (stored so far)" if unit_rows else "not measured yet"))
         rows += unit_rows
     table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     atomic_write_bytes(out / "claims.csv", table.to_csv(index=False, float_format="%.6g").encode("utf-8"))

@@ -29,10 +29,9 @@ Everything is seeded by ``config.seed``; the offline judges are the default, and
 
 from __future__ import annotations
 
-import io
-import json
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -44,9 +43,12 @@ from tqdm.auto import tqdm
 from workbench.activations.deltas import extract_deltas, pairs_fingerprint
 from workbench.activations.store import DeltaStore
 from workbench.core.chat import AlignedPair
+from workbench.core.cached import cached, read_cached, write_cached
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.fingerprint import fingerprint
+from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel
+from workbench.core.tensor_files import CorruptFileError
 from workbench.data.attributes import Attribute, load_attribute
 from workbench.data.triplets import TripletConfig, TripletSet, build_triplets
 from workbench.evaluation.comparison import (
@@ -302,35 +304,57 @@ def train_methods(model: LoadedModel, data: PreparedData, config: ExperimentConf
             key = fingerprint(STEERER_CACHE_VERSION, model.model_id, spec, layer, train_config,
                               pairs_fingerprint(data.pairs), data.soft_labels)
         path = Path(directory) / f"{_slug(name)}-{key}.safetensors" if directory is not None else None
-        measured = path.with_suffix(".costs.json") if path is not None else None
-        if path is not None and path.is_file():
-            out[name] = WeightAdapter.load(path, model) if spec.weight_space else Steerer.load(path, model)
-            if costs is not None and measured.is_file():
-                costs[name] = json.loads(measured.read_text())
-            continue
-        t0 = time.perf_counter()
-        with PeakMemory(model.device) as memory:
-            if spec.weight_space:
-                checkpoint = Path(directory) / f"{_slug(name)}.partial.safetensors" if directory is not None else None
-                out[name] = train_weights(model, data.pairs, spec.method, rank=spec.rank, config=train_config,
-                                          attribute=data.attribute.name, checkpoint=checkpoint, progress=progress)
-            else:
-                out[name] = train_steerer(
-                    spec.method, model, data.soft_labels, layers=layer if spec.scope == "single" else None,
-                    store=data.store, pairs=data.pairs, rank=spec.rank, training=spec.training, config=train_config,
-                    attribute=data.attribute.name, progress=progress)
-        cost = {"seconds": round(time.perf_counter() - t0, 2), "peak_memory_bytes": int(memory.peak),
-                "peak_memory": memory.how}
-        if spec.weight_space:  # a resumed training: its own clock and peak cover every part
-            history = out[name].info.history
-            cost.update(seconds=history["seconds"], peak_memory_bytes=max(cost["peak_memory_bytes"],
-                                                                          history["peak_memory_bytes"]))
-        if costs is not None:
+
+        def train(name=name, spec=spec, train_config=train_config):
+            return _train_one(model, data, name, spec, train_config, layer, directory, progress)
+
+        if path is None:
+            out[name], cost = train()
+        else:  # one trainer per steerer directory: a second process waits, then loads what the first saved
+            with directory_lock(path.parent, purpose=f"training {name}"):
+                out[name], cost = _stored_or_trained(path, model, spec.weight_space, train)
+        if costs is not None and cost is not None:
             costs[name] = cost
-        if path is not None:
-            out[name].save(path)
-            atomic_write_json(measured, cost)
     return out
+
+
+def _train_one(model: LoadedModel, data: PreparedData, name: str, spec, train_config, layer: int, directory,
+               progress: bool):
+    """``(steerer or adapter, its measured cost)`` trained from scratch (or from its checkpoint)."""
+    t0 = time.perf_counter()
+    with PeakMemory(model.device) as memory:
+        if spec.weight_space:
+            checkpoint = Path(directory) / f"{_slug(name)}.partial.safetensors" if directory is not None else None
+            trained = train_weights(model, data.pairs, spec.method, rank=spec.rank, config=train_config,
+                                    attribute=data.attribute.name, checkpoint=checkpoint, progress=progress)
+        else:
+            trained = train_steerer(
+                spec.method, model, data.soft_labels, layers=layer if spec.scope == "single" else None,
+                store=data.store, pairs=data.pairs, rank=spec.rank, training=spec.training, config=train_config,
+                attribute=data.attribute.name, progress=progress)
+    cost = {"seconds": round(time.perf_counter() - t0, 2), "peak_memory_bytes": int(memory.peak),
+            "peak_memory": memory.how}
+    if spec.weight_space:  # a resumed training: its own clock and peak cover every part
+        history = trained.info.history
+        cost.update(seconds=history["seconds"], peak_memory_bytes=max(cost["peak_memory_bytes"],
+                                                                      history["peak_memory_bytes"]))
+    return trained, cost
+
+
+def _stored_or_trained(path: Path, model: LoadedModel, weight_space: bool, train):
+    """The steerer (or adapter) stored at ``path`` with its cost, else ``train()``'s, then stored. A file
+    that fails its checks is trained again, with a warning naming it; the cost is read beside it."""
+    measured = path.with_suffix(".costs.json")
+    if path.is_file():
+        try:
+            return (WeightAdapter.load(path, model) if weight_space else Steerer.load(path, model)), read_cached(measured)
+        except CorruptFileError as err:
+            warnings.warn(f"{err}; training it again", RuntimeWarning, stacklevel=3)
+            path.unlink(missing_ok=True)
+    trained, cost = train()
+    trained.save(path)
+    write_cached(measured, cost)
+    return trained, cost
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,14 +413,8 @@ def _stored_faithfulness(model: LoadedModel, data: PreparedData, measured: Mappi
                       pairs_fingerprint(data.paraphrase_pairs or []),
                       {name: [steerer_fingerprint(s), a if isinstance(a, float) else list(a)]
                        for name, (s, a) in sorted(measured.items())})
-    path = directory / f"{key}.parquet"
-    if path.is_file():
-        return pd.read_parquet(path)
-    faith = faithfulness(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs)
-    buffer = io.BytesIO()
-    faith.to_parquet(buffer, index=False)
-    atomic_write_bytes(path, buffer.getvalue())
-    return faith
+    return cached(directory / f"{key}.parquet",
+                  lambda: faithfulness(model, data.heldout_pairs, measured, paraphrase=data.paraphrase_pairs))
 
 
 def strengths_in_use(steerers: Mapping[str, object], results: pd.DataFrame, target: str = "C80") -> dict[str, tuple]:

@@ -54,7 +54,7 @@ from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
 from workbench.evaluation.statistics import paired_bootstrap, per_question
 from workbench.evaluation.strength import SearchResult, bootstrap_ci, find_alpha
-from workbench.judges.base import Judge, judge_fingerprint
+from workbench.judges.base import Judge, describe_judge, judge_fingerprint
 from workbench.judges.offline import CoherenceJudge
 from workbench.steering import layers_label
 
@@ -587,8 +587,10 @@ def compare_methods(
         warnings.warn("; ".join(told), RuntimeWarning, stacklevel=2)
     meta = {
         "model": model.model_id, "attribute": evaluator.attribute.name, "instruction": evaluator.instruction,
-        "attribute_judge": judge_fingerprint(evaluator.attribute_judge),
-        "coherence_judge": judge_fingerprint(evaluator.coherence_judge),
+        "attribute_judge": describe_judge(evaluator.attribute_judge),
+        "coherence_judge": describe_judge(evaluator.coherence_judge),
+        "judge_fingerprints": {"attribute": judge_fingerprint(evaluator.attribute_judge),
+                               "coherence": judge_fingerprint(evaluator.coherence_judge)},
         "targets": targets, "config": {**asdict(config), "targets": list(config.targets)},
         "n_validation": len(evaluator.questions["validation"]), "n_test": len(evaluator.questions["test"]),
     }

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from workbench.core.fingerprint import behaviour_fingerprint
 
-__all__ = ["Score", "Judge", "check_batch", "judge_fingerprint", "success"]
+__all__ = ["Score", "Judge", "check_batch", "describe_judge", "judge_fingerprint", "success"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,18 @@ def judge_fingerprint(judge: Judge) -> str:
     """
     name = str(getattr(judge, "name", type(judge).__name__))
     return f"{name}@{behaviour_fingerprint(judge)}"
+
+
+def describe_judge(judge: Judge) -> str:
+    """A judge as a reader wants it in a report: its name, with the LLM behind it or the
+    likelihood blend (the cache keys use :func:`judge_fingerprint`)."""
+    name = str(getattr(judge, "name", type(judge).__name__))
+    config = getattr(judge, "config", None)
+    if getattr(config, "model", None):
+        name += f"@{config.base_url}/{config.model}"
+    if getattr(judge, "logprob_fn", None) is not None:
+        name += f"+logprob(w={judge.logprob_weight:g})"
+    return name
 
 
 def check_batch(questions: Sequence[str], responses: Sequence[str]) -> None:
