@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from workbench.core.chat import end_of_turn_ids, prompt_ids
+from workbench.core.checks import check_field, check_instance, check_int, check_number, check_str_sequence, is_int
 from workbench.core.fingerprint import sample_seed
 from workbench.core.models import LoadedModel
 from workbench.core.native_path import native_model
@@ -48,12 +49,16 @@ class SamplingConfig:
     stop_at_end_of_turn: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_sampling_fields(self)
+
+
+def check_sampling_fields(config) -> None:
+    """Check the decoding fields ``max_new_tokens`` (>= 1), ``temperature`` (finite, >= 0) and
+    ``top_p`` (in (0, 1]) of any config holding them (:class:`SamplingConfig`, and the triplet and
+    comparison configs that build one), naming that config."""
+    check_field(config, "max_new_tokens", check_int, minimum=1)
+    check_field(config, "temperature", check_number, minimum=0)
+    check_field(config, "top_p", check_number, above=0, maximum=1)
 
 
 def stop_token_ids(tokenizer, generation_config=None) -> set[int]:
