@@ -437,6 +437,8 @@ def run_experiment(
         An :class:`ExperimentResult`, also saved to ``directory`` (``results.csv``,
         ``faithfulness.csv``, ...).
     """
+    check_instance("config", config, ExperimentConfig)
+    config.single_layer(model)  # a layer past the model's depth is refused before anything is sampled
     directory = Path(directory)
     attribute = load_attribute(attribute if attribute is not None else config.attribute)
     times = {}

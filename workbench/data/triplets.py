@@ -184,6 +184,7 @@ def build_triplets(
         coherence: the coherence judge (default: heuristics blended with the response's
             likelihood under ``model``).
     """
+    check_instance("config", config, TripletConfig)
     attribute = load_attribute(attribute)
     config = replace(config, placement=resolve_placement(model.tokenizer, config.placement, announce=True))
     directory = Path(directory)

@@ -347,7 +347,7 @@ class Evaluator:
         self.model = model
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.attribute = load_attribute(attribute)
-        self.config = config
+        self.config = check_instance("config", config, EvalConfig)
         if not 0 <= config.instruction < len(self.attribute.instructions):
             raise ValueError(f"instruction index {config.instruction} is out of range: attribute "
                              f"{self.attribute.name!r} has {len(self.attribute.instructions)} instructions")
@@ -564,7 +564,7 @@ def compare_methods(
     """
     if isinstance(methods, Mapping):
         methods = standard_methods(methods, plus_prompt=plus_prompt)
-    methods = list(methods)
+    methods = [check_instance(f"methods[{i}]", m, Method) for i, m in enumerate(methods)]
     if not methods:
         raise ValueError("no methods to compare")
     names = [m.name for m in methods]
