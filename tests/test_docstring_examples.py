@@ -10,9 +10,9 @@ import importlib
 
 import pytest
 
-MODULES = ["workbench", "workbench.core.fingerprint", "workbench.core.generation", "workbench.data.attributes",
-           "workbench.steering.api", "workbench.steering.names", "workbench.steering.steerer",
-           "workbench.steering.gates"]
+MODULES = ["workbench", "workbench.core.checks", "workbench.core.fingerprint", "workbench.core.generation",
+           "workbench.data.attributes", "workbench.steering.api", "workbench.steering.names",
+           "workbench.steering.steerer", "workbench.steering.gates"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -327,7 +327,7 @@ def test_errors_go_to_the_status_line(tiny_model, data):
     panel.steps.value = -1  # invalid: the button path reports it, the blocking path raises it
     panel.train_button.click()
     panel.wait(timeout=30)
-    assert "error: ValueError: steps must be an integer &gt;= 0" in panel.status.value
+    assert "error: ValueError: TrainConfig: steps must be an integer &gt;= 0" in panel.status.value
     assert isinstance(panel.error, ValueError) and not panel.running and panel.steerer is None
     with pytest.raises(ValueError, match="steps must be an integer >= 0"):
         panel.train(blocking=True)

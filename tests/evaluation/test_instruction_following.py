@@ -404,7 +404,7 @@ def test_sample_training_pairs_seeds_and_errors(tiny_model, monkeypatch):
     greedy = sample_training_pairs(tiny_model, "no_commas", qs, sampling=SamplingConfig(temperature=0.0),
                                    progress=False)
     assert calls[-1]["sampling"].temperature == 0.0 and len(greedy.pairs) == 2
-    with pytest.raises(ValueError, match="samples_per_question must be >= 1"):
+    with pytest.raises(ValueError, match="samples_per_question must be an integer >= 1, got 0"):
         sample_training_pairs(tiny_model, "no_commas", qs, samples_per_question=0, progress=False)
     with pytest.raises(ValueError, match="no questions"):
         sample_training_pairs(tiny_model, "no_commas", [], progress=False)

@@ -268,7 +268,7 @@ def test_soft_labels_come_from_the_kept_rows_in_order():
 
 
 def test_train_config_validation():
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match="lr must be a number > 0"):
         TrainConfig(lr=0)
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)

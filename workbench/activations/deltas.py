@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from workbench.activations.extraction import extract_batch
 from workbench.activations.store import DeltaStore, DeltaWriter, check_disk_space, check_kinds, store_bytes
 from workbench.core.chat import AlignedPair
+from workbench.core.checks import check_int
 from workbench.core.fingerprint import fingerprint
 from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel
@@ -62,13 +63,13 @@ def extract_deltas(
     """
     if not pairs:
         raise ValueError("no triplets to extract")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_int("batch_size", batch_size, minimum=1)
     layers = model.check_layers(layers)
     if kinds is not None:
         kinds = check_kinds(kinds)
         local = "loc" in kinds
-    sample_ids = list(range(len(pairs))) if sample_ids is None else [int(s) for s in sample_ids]
+    sample_ids = list(range(len(pairs))) if sample_ids is None else [check_int(f"sample_ids[{i}]", s)
+                                                                     for i, s in enumerate(sample_ids)]
     if len(sample_ids) != len(pairs) or len(set(sample_ids)) != len(sample_ids):
         raise ValueError("sample_ids must give one distinct id per triplet")
     with directory_lock(directory, purpose=f"extracting Delta_PS of {len(pairs)} triplets"):

@@ -20,6 +20,7 @@ import torch
 from workbench.activations.extraction import extract_batch
 from workbench.activations.store import check_kinds, default_kinds, format_bytes, store_bytes
 from workbench.core.chat import align, encode_response
+from workbench.core.checks import check_int
 from workbench.core.models import LoadedModel
 
 _FILLER = "The quick brown fox jumps over the lazy dog, and the sky is blue because light scatters. "
@@ -98,8 +99,9 @@ def plan_extraction(
     directory: str | Path | None = None,
 ) -> ExtractionPlan:
     """Size, passes and measured time of extracting ``n_triplets`` (see the module docstring)."""
-    if n_triplets < 1 or batch_size < 1 or sample_batches < 1 or response_tokens < 1:
-        raise ValueError("n_triplets, batch_size, sample_batches and response_tokens must be >= 1")
+    for name, value in (("n_triplets", n_triplets), ("response_tokens", response_tokens), ("batch_size", batch_size),
+                        ("sample_batches", sample_batches)):
+        check_int(name, value, minimum=1)
     layers = model.check_layers(layers)
     kinds = default_kinds(True) if kinds is None else check_kinds(kinds)
     local = "loc" in kinds

@@ -4,22 +4,50 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
+
+#: Errors whose message is the library's own sentence; any other kind is named before its message.
+SELF_EXPLAINED = (ValueError, TypeError, IndexError, FileNotFoundError)
+PACKAGE = Path(__file__).resolve().parents[1]
 
 
 def _layers(text: str | None) -> list[int] | None:
     if text is None or text == "all":
         return None
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"layers must be 'all' or comma-separated integers, got {text!r}") from None
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"layers must be 'all' or comma-separated integers >= 0, got {text!r}")
+    return [int(part) for part in parts]
+
+
+def _integer(minimum: int):
+    """An argparse type: an integer of at least ``minimum``, so that a bad count or layer is refused
+    before any model is loaded (a layer past the model's depth is refused right after loading it)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``workbench <command>: error: <message>``, exit status 2
+    (``--help`` shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from workbench.core.models import EMBEDDED_MODEL
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workbench",
         description="Measure how a steering instruction changes a model's activations, token by token (Delta_PS).",
     )
@@ -29,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="reports/demo", help="output directory (default: reports/demo)")
     demo.add_argument("--model", default=EMBEDDED_MODEL, help="model name (default: the embedded SmolLM2-135M)")
     demo.add_argument("--attribute", default="pirate", help="bundled attribute (see `workbench attributes`)")
-    demo.add_argument("--n-questions", type=int, default=None, help="training questions (default: the config's, 60)")
-    demo.add_argument("--max-new-tokens", type=int, default=None, help="response length (default: the config's, 48)")
+    demo.add_argument("--n-questions", type=_integer(1), default=None,
+                      help="training questions (default: the config's, 60)")
+    demo.add_argument("--max-new-tokens", type=_integer(1), default=None,
+                      help="response length (default: the config's, 48)")
     demo.add_argument("--seed", type=int, default=0)
 
     demo.add_argument("--full", action="store_true",
@@ -48,11 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=EMBEDDED_MODEL)
     ev.add_argument("--full", action="store_true", help="the larger configuration (see ExperimentConfig.full)")
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--layer", type=int, default=None, help="layer of single-layer methods (default: the middle)")
+    ev.add_argument("--layer", type=_integer(0), default=None,
+                    help="layer of single-layer methods (default: the middle)")
     ev.add_argument("--methods", default=None,
                     help="comma-separated, e.g. 'Const-DiM,Const-MSE,S-PSR,A-PSR,A-PSR r4' (default: the config's)")
     ev.add_argument("--plus-prompt", default=None, help="the method also stacked on the prompt (default: A-PSR; 'none': no stacking)")
-    ev.add_argument("--n-train", type=int, default=None, help="training questions (default: the config's)")
+    ev.add_argument("--n-train", type=_integer(1), default=None, help="training questions (default: the config's)")
     ev.add_argument("--judge", default="offline", choices=["offline", "llm"],
                     help="who scores attribute and coherence in the comparison (default: the offline judges)")
     ev.add_argument("--judge-style", default="score", choices=["score", "rating"],
@@ -63,13 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--judge-model", default=None, help="judge model name (else WORKBENCH_JUDGE_MODEL)")
     ev.add_argument("--judge-timeout", type=float, default=None, metavar="SECONDS",
                     help="LLM judge: seconds per request attempt (else WORKBENCH_JUDGE_TIMEOUT_S, default 120)")
-    ev.add_argument("--judge-retries", type=int, default=None, metavar="N",
+    ev.add_argument("--judge-retries", type=_integer(0), default=None, metavar="N",
                     help="LLM judge: retries of a timed-out, refused or 429/5xx request "
                          "(else WORKBENCH_JUDGE_MAX_RETRIES, default 4)")
     ev.add_argument("--judge-max-total", type=float, default=None, metavar="SECONDS",
                     help="LLM judge: budget of one judgement, retries and waits included "
                          "(else WORKBENCH_JUDGE_MAX_TOTAL_S, default 300)")
-    ev.add_argument("--judge-breaker-after", type=int, default=None, metavar="N",
+    ev.add_argument("--judge-breaker-after", type=_integer(0), default=None, metavar="N",
                     help="LLM judge: stop sending requests after N connection failures in a row; the missing "
                          "judgements are retried on the next run (else WORKBENCH_JUDGE_BREAKER_AFTER, default 6; 0: never)")
 
@@ -98,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-attributes", help="measure how often prompting succeeds, per attribute")
     check.add_argument("--attributes", default="all", help="comma-separated names (default: all bundled)")
-    check.add_argument("--n", type=int, default=20, help="held-out questions per condition (default 20)")
+    check.add_argument("--n", type=_integer(1), default=20, help="held-out questions per condition (default 20)")
     check.add_argument("--model", default=EMBEDDED_MODEL)
     check.add_argument("--seed", type=int, default=0)
 
@@ -107,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     trip.add_argument("--out", required=True)
     trip.add_argument("--model", default=EMBEDDED_MODEL)
     trip.add_argument("--split", default="train", choices=["train", "validation", "test"])
-    trip.add_argument("--n-questions", type=int, default=None)
-    trip.add_argument("--samples-per-question", type=int, default=1)
+    trip.add_argument("--n-questions", type=_integer(1), default=None)
+    trip.add_argument("--samples-per-question", type=_integer(1), default=1)
     trip.add_argument("--placement", default="system", choices=["system", "user"])
-    trip.add_argument("--max-new-tokens", type=int, default=64)
+    trip.add_argument("--max-new-tokens", type=_integer(1), default=64)
     trip.add_argument("--seed", type=int, default=0)
 
     ext = sub.add_parser("extract", help="extract Delta_PS for the kept triplets of a triplet directory")
@@ -119,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--model", default=EMBEDDED_MODEL)
     ext.add_argument("--layers", type=_layers, default=None, help="'all' or e.g. 0,5,10")
     ext.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    ext.add_argument("--batch-size", type=int, default=8)
+    ext.add_argument("--batch-size", type=_integer(1), default=8)
     ext.add_argument("--no-local", action="store_true", help="skip the patched pass (no local deltas)")
 
     gate = sub.add_parser("gate", help="learn a policy gate from two prompt files (or a bundled scenario) and report "
@@ -132,30 +163,68 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--layers", type=_layers, default=None, help="layers to search: 'all' (default) or e.g. 4,8,12")
     gate.add_argument("--pool", default="mean", choices=["mean", "last", "both"], help="prompt tokens read (default: mean)")
     gate.add_argument("--method", default="mean-diff", choices=["mean-diff", "pca"])
-    gate.add_argument("--seed", type=int, default=0, help="the 60/20/20 split of the prompt files and the bootstrap")
+    gate.add_argument("--seed", type=_integer(0), default=0,
+                      help="the 60/20/20 split of the prompt files and the bootstrap")
     gate.add_argument("--out", default=None, help="save the gate here (a .safetensors file)")
 
     ext.add_argument("--kinds", default=None, help="what to store, e.g. 'acc' or 'base,acc,loc' (default: all; "
                                                    "base,acc with --no-local)")
     plan = sub.add_parser("plan", help="store size, forward passes and time of a Delta_PS extraction, before running it")
     plan.add_argument("--model", default=EMBEDDED_MODEL)
-    plan.add_argument("--triplets", type=int, required=True, help="how many triplets the run will extract")
-    plan.add_argument("--tokens", type=int, default=64, help="response tokens per triplet (default 64)")
+    plan.add_argument("--triplets", type=_integer(1), required=True, help="how many triplets the run will extract")
+    plan.add_argument("--tokens", type=_integer(1), default=64, help="response tokens per triplet (default 64)")
     plan.add_argument("--layers", type=_layers, default=None, help="'all' or e.g. 0,5,10")
     plan.add_argument("--kinds", default="base,acc,loc", help="stored kinds (default: base,acc,loc)")
     plan.add_argument("--dtype", default="float16", choices=["float16", "float32", "bfloat16"])
-    plan.add_argument("--batch-size", type=int, default=8)
+    plan.add_argument("--batch-size", type=_integer(1), default=8)
     plan.add_argument("--out", default=None, help="where the store would go (its free space is checked)")
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help="on an error, also print its traceback")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. An error is one line on stderr, ``workbench <command>: error: <message>``,
+    with exit status 2 (its traceback too under ``--debug``); Ctrl-C exits with 130."""
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, KeyError, IndexError, FileNotFoundError) as err:
-        print(f"workbench {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"workbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # every failure becomes one line; --debug adds its traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"workbench {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
+
+
+def describe_error(err: BaseException) -> str:
+    """One line saying what went wrong: the message, after the exception's type unless it is one of
+    :data:`SELF_EXPLAINED`, with the file an ``OSError`` names when its message does not, and, for an
+    error raised inside a dependency (pyarrow, safetensors, torch), the workbench function it came
+    through: ``OSError: Couldn't deserialize thrift: ... (in load, workbench/data/triplets.py:129)``."""
+    message = " ".join(str(err).split())
+    if not message:
+        message = type(err).__name__
+    elif not isinstance(err, SELF_EXPLAINED):
+        message = f"{type(err).__name__}: {message}"
+    filename = getattr(err, "filename", None)
+    if filename is not None and str(filename) not in message:
+        message += f" ({filename})"
+    where = _dependency_caller(err)
+    return f"{message} (in {where})" if where else message
+
+
+def _dependency_caller(err: BaseException) -> str | None:
+    """``function, workbench/file.py:line`` of the innermost workbench frame an error passed through,
+    when it was raised below it, in a dependency; None when the workbench raised it itself."""
+    frames = traceback.extract_tb(err.__traceback__)
+    ours = [f for f in frames if Path(f.filename).resolve().is_relative_to(PACKAGE)]
+    if not ours or ours[-1] is frames[-1]:
+        return None
+    frame = ours[-1]
+    return f"{frame.name}, {Path(frame.filename).resolve().relative_to(PACKAGE.parent)}:{frame.lineno}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -171,11 +240,12 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "check-attributes":
         from workbench.core.models import load_model
-        from workbench.data.attributes import list_attributes
+        from workbench.data.attributes import list_attributes, load_attribute
         from workbench.evaluation.attribute_check import check_attributes, markdown_table
 
         names = list_attributes() if args.attributes == "all" else args.attributes.split(",")
-        table = check_attributes(load_model(args.model), names, args.n, seed=args.seed)
+        attributes = [load_attribute(name) for name in names]  # an unknown name is refused before the model loads
+        table = check_attributes(load_model(args.model), attributes, args.n, seed=args.seed)
         print(markdown_table(table))
         return 0
     if args.command == "demo":
@@ -202,11 +272,13 @@ def _run(args: argparse.Namespace) -> int:
         return _claims(args)
     if args.command == "triplets":
         from workbench.core.models import load_model
+        from workbench.data.attributes import load_attribute
         from workbench.data.triplets import TripletConfig, build_triplets, summarize
 
         config = TripletConfig(split=args.split, n_questions=args.n_questions, samples_per_question=args.samples_per_question,
                                placement=args.placement, max_new_tokens=args.max_new_tokens, seed=args.seed)
-        triplets = build_triplets(load_model(args.model), args.attribute, args.out, config)
+        attribute = load_attribute(args.attribute)  # an unknown name is refused before the model loads
+        triplets = build_triplets(load_model(args.model), attribute, args.out, config)
         print(summarize(triplets))
         return 0
     if args.command == "gate":

@@ -44,6 +44,7 @@ from workbench.activations.deltas import extract_deltas, pairs_fingerprint
 from workbench.activations.store import DeltaStore
 from workbench.core.chat import AlignedPair
 from workbench.core.cached import cached, read_cached, write_cached
+from workbench.core.checks import check_field, check_instance, check_int, check_number, check_str_sequence
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.fingerprint import fingerprint
 from workbench.core.locks import directory_lock
@@ -108,7 +109,7 @@ class ExperimentConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "methods", tuple(self.methods))
+        object.__setattr__(self, "methods", tuple(check_str_sequence("ExperimentConfig: methods", self.methods)))
         specs = [parse_method(m) for m in self.methods]
         if not specs:
             raise ValueError("an experiment needs at least one steering method")
@@ -118,12 +119,15 @@ class ExperimentConfig:
         if self.plus_prompt is not None and self.plus_prompt not in names:
             raise ValueError(f"plus_prompt {self.plus_prompt!r} is not one of the methods {names}")
         for what in ("n_train", "n_heldout"):
-            value = getattr(self, what)
-            if value is not None and value < 1:
-                raise ValueError(f"{what} must be >= 1 or None, got {value}")
-        if self.steps < 0 or self.joint_steps < 0 or self.weight_steps < 0:
-            raise ValueError(f"steps must be >= 0, got steps={self.steps}, joint_steps={self.joint_steps}, "
-                             f"weight_steps={self.weight_steps}")
+            check_field(self, what, check_int, minimum=1, optional=True)
+        for what in ("samples_per_question", "max_new_tokens", "batch_size"):
+            check_field(self, what, check_int, minimum=1)
+        check_field(self, "layer", check_int, minimum=0, optional=True)  # its depth is checked against the model
+        for what in ("steps", "joint_steps", "weight_steps"):
+            check_field(self, what, check_int, minimum=0)
+        check_field(self, "weight_lr", check_number, above=0, optional=True)
+        check_field(self, "seed", check_int)
+        check_instance("ExperimentConfig: evaluation", self.evaluation, EvalConfig)
         if self.plus_prompt is not None and parse_method(self.plus_prompt).weight_space:
             raise ValueError(f"plus_prompt {self.plus_prompt!r}: stack a steerer on the prompt, not a weight-space adapter")
 
@@ -451,6 +455,8 @@ def run_experiment(
         An :class:`ExperimentResult`, also saved to ``directory`` (``results.csv``,
         ``faithfulness.csv``, ...).
     """
+    check_instance("config", config, ExperimentConfig)
+    config.single_layer(model)  # a layer past the model's depth is refused before anything is sampled
     directory = Path(directory)
     attribute = load_attribute(attribute if attribute is not None else config.attribute)
     times = {}

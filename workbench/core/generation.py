@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from workbench.core.chat import end_of_turn_ids, prompt_ids
+from workbench.core.checks import check_field, check_instance, check_int, check_number, check_str_sequence, is_int
 from workbench.core.fingerprint import sample_seed
 from workbench.core.models import LoadedModel
 from workbench.core.native_path import native_model
@@ -48,12 +49,16 @@ class SamplingConfig:
     stop_at_end_of_turn: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        check_sampling_fields(self)
+
+
+def check_sampling_fields(config) -> None:
+    """Check the decoding fields ``max_new_tokens`` (>= 1), ``temperature`` (finite, >= 0) and
+    ``top_p`` (in (0, 1]) of any config holding them (:class:`SamplingConfig`, and the triplet and
+    comparison configs that build one), naming that config."""
+    check_field(config, "max_new_tokens", check_int, minimum=1)
+    check_field(config, "temperature", check_number, minimum=0)
+    check_field(config, "top_p", check_number, above=0, maximum=1)
 
 
 def stop_token_ids(tokenizer, generation_config=None) -> set[int]:
@@ -179,11 +184,41 @@ def _is_gated(item) -> bool:
     return callable(getattr(item, "decide", None))
 
 
+def _is_steerer(item) -> bool:
+    """Whether ``item`` steers a model by itself (a steerer, a weight adapter, a SteererAt): it has ``apply``."""
+    return callable(getattr(item, "apply", None))
+
+
+def check_steerers(steerers: Sequence) -> list:
+    """``steerers`` as a list whose entries each give a strength (see :func:`check_steering_entry`), or a
+    gated steerer; one steerer in place of the list is refused with how to give it."""
+    if _is_gated(steerers) or _is_steerer(steerers):
+        raise TypeError(f"steerers must be a list, got one {type(steerers).__name__}: pass steerers=[steerer.at(1.5)]")
+    items = list(steerers)
+    for i, item in enumerate(items):
+        if not _is_gated(item):
+            check_steering_entry(f"steerers[{i}]", item)
+    return items
+
+
+def check_steering_entry(name: str, entry) -> None:
+    """Refuse an entry that is not a steerer at a strength, a SteererAt or a ``(steerer, alpha)`` pair:
+    a bare steerer is told how to give its strength (the strength itself is checked where it is applied)."""
+    try:
+        steerer, _ = entry
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} is a {type(entry).__name__} without a strength: give steerer.at(1.5) or "
+                        "(steerer, 1.5)") from None
+    if not _is_steerer(steerer):
+        raise TypeError(f"{name} holds a {type(steerer).__name__} where the steerer goes: give steerer.at(alpha) or "
+                        "(steerer, alpha)")
+
+
 def _steering_items(steerers: Sequence) -> list[tuple]:
     """``(steerer, alpha, gated or None)`` for each entry of ``steerers`` (a SteererAt, a
-    ``(steerer, alpha)`` pair, or a gated steerer)."""
+    ``(steerer, alpha)`` pair, or a gated steerer; see :func:`check_steerers`)."""
     out = []
-    for item in steerers:
+    for item in check_steerers(steerers):
         if _is_gated(item):
             out.append((item.steerer, float(item.alpha), item))
         else:
@@ -412,8 +447,12 @@ def generate(
 
 def _generate(model, prompts, config, row_seeds, batch_size, progress, steerers, header_lens, record: bool,
               texts=None):
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_instance("config", config, SamplingConfig)
+    check_int("batch_size", batch_size, minimum=1)
+    if any(is_int(p) for p in prompts):
+        raise TypeError("prompts must be a list of token id lists, one per prompt, got a flat list of ids: pass [ids]")
+    if row_seeds is not None:
+        row_seeds = [check_int(f"row_seeds[{i}]", s) for i, s in enumerate(row_seeds)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list = [None] * len(prompts)
     lambdas: list = [None] * len(prompts)
@@ -505,13 +544,16 @@ def generate_answers(
         >>> a.instruction, len(a.ids) <= 5, a.lambdas is None
         ('Talk like a pirate.', True, True)
     """
+    questions = check_str_sequence("questions", questions)
     if not questions:
         raise ValueError("no questions to answer")
+    seed = check_int("seed", seed)
+    steerers = check_steerers(steerers)
     built = [prompt_ids(model.tokenizer, q, instruction, placement, base_system) for q in questions]
     seeds = [answer_seed(seed, q) for q in questions]
     ids, lambdas, decisions = _generate(model, [p for p, _ in built], config, seeds, batch_size, progress,
-                                        list(steerers), [h for _, h in built], record=record_lambdas and bool(steerers),
-                                        texts=list(questions))
+                                        steerers, [h for _, h in built], record=record_lambdas and bool(steerers),
+                                        texts=questions)
     return [
         Generation(q, instruction, out, model.tokenizer.decode(out, skip_special_tokens=True).strip(), h, lam, dec)
         for q, (_, h), out, lam, dec in zip(questions, built, ids, lambdas, decisions)

@@ -44,6 +44,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from workbench.core.checks import check_layers
 from workbench.core.families import FAMILIES, build_family_model
 from workbench.core.files import cache_root
 from workbench.core.placement import check_device_map_of, check_dtype, dispatch, from_pretrained, map_devices
@@ -108,20 +109,10 @@ class LoadedModel:
     def dtype(self) -> torch.dtype:
         return next(self.bridge.original_model.parameters()).dtype
 
-    def check_layers(self, layers: Iterable[int] | None) -> list[int]:
-        """Validate layer indices (``None`` means all) and return them sorted and unique."""
-        if layers is None:
-            return list(range(self.n_layers))
-        out = sorted({int(l) for l in layers})
-        if not out:
-            raise ValueError("layers is empty; pass None for all layers")
-        bad = [l for l in out if not 0 <= l < self.n_layers]
-        if bad:
-            raise IndexError(
-                f"layer index {bad[0]} is out of range for {self.model_id!r}, "
-                f"which has layers 0..{self.n_layers - 1}"
-            )
-        return out
+    def check_layers(self, layers: Iterable[int] | int | None) -> list[int]:
+        """Validate layer indices (``None`` means all, an int that layer) and return them sorted and
+        unique; floats and bools are refused (see :func:`workbench.core.checks.check_layers`)."""
+        return check_layers(layers, self.n_layers, self.model_id)
 
     def resid_hook(self, layer: int) -> str:
         """Hook name of "layer l": the residual stream after block l."""

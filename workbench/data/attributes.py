@@ -35,6 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from workbench.core.checks import check_int, check_number, check_str_sequence
 from workbench.judges.base import Judge, Score
 from workbench.judges.offline import AttributeJudge, FunctionJudge, make_judge
 
@@ -160,8 +161,10 @@ def split_questions(
     Every split with a positive fraction gets at least one question; train takes the remainder.
     """
     qs = _texts(questions, "questions", min_count=3)
-    if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1.0) > 1e-6:
-        raise ValueError(f"split must be three non-negative fractions summing to 1, got {tuple(split)}")
+    split = tuple(check_number(f"split[{i}]", f, minimum=0, maximum=1) for i, f in enumerate(split))
+    if len(split) != 3 or abs(sum(split) - 1.0) > 1e-6:
+        raise ValueError(f"split must be three non-negative fractions summing to 1, got {split}")
+    seed = check_int("seed", seed)
     order = list(qs)
     random.Random(seed).shuffle(order)
     n = len(order)
@@ -215,12 +218,14 @@ def make_attribute(
         judge = AttributeJudge(FunctionJudge(scorer, name=f"{name}-scorer", version=version))
     else:
         raise TypeError(f"scorer must be a Judge or a callable, got {type(scorer).__name__}")
-    if isinstance(questions, Mapping):
-        splits = {k: tuple(v) for k, v in questions.items()}  # the Attribute checks keys and duplicates
+    instructions = tuple(check_str_sequence("instructions", instructions))
+    paraphrases = tuple(check_str_sequence("paraphrases", paraphrases))
+    opposite_instructions = tuple(check_str_sequence("opposite_instructions", opposite_instructions))
+    if isinstance(questions, Mapping):  # the Attribute checks the split names, blanks and duplicates
+        splits = {k: tuple(check_str_sequence(f"questions[{k!r}]", v)) for k, v in questions.items()}
     else:
-        splits = split_questions(questions, split, seed)
-    return Attribute(name, description, tuple(instructions), tuple(paraphrases),
-                     tuple(opposite_instructions), splits, judge)
+        splits = split_questions(check_str_sequence("questions", questions), split, seed)
+    return Attribute(name, description, instructions, paraphrases, opposite_instructions, splits, judge)
 
 
 # --------------------------------------------------------------------------- bundled attributes

@@ -29,13 +29,14 @@ from tqdm.auto import tqdm
 
 from workbench.core.chat import PLACEMENTS, AlignedPair, align, base_prompt_text, prompt_ids, resolve_placement
 from workbench.core.checked_files import read_frame, read_json, write_frame, write_json
+from workbench.core.checks import check_field, check_instance, check_int, check_number
 from workbench.core.fingerprint import sample_seed
-from workbench.core.generation import SamplingConfig, generate
+from workbench.core.generation import SamplingConfig, check_sampling_fields, generate
 from workbench.core.likelihood import logprob_fn
 from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel
 from workbench.core.tensor_files import CorruptFileError
-from workbench.data.attributes import Attribute, load_attribute
+from workbench.data.attributes import SPLITS, Attribute, load_attribute
 from workbench.judges.base import judge_fingerprint, success
 from workbench.judges.offline import CoherenceJudge
 
@@ -75,15 +76,19 @@ class TripletConfig:
     GROWABLE = ("n_questions", "samples_per_question", "batch_size")
 
     def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"TripletConfig: unknown split {self.split!r}; expected one of {SPLITS}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"unknown instruction placement {self.placement!r}; expected one of {PLACEMENTS}")
-        if self.n_questions is not None and self.n_questions < 1:
-            raise ValueError(f"n_questions must be >= 1 or None, got {self.n_questions}")
-        if self.samples_per_question < 1:
-            raise ValueError(f"samples_per_question must be >= 1, got {self.samples_per_question}")
-        if not 0 <= self.threshold <= 100:
-            raise ValueError(f"threshold must be within 0-100, got {self.threshold}")
-        SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)
+        check_field(self, "n_questions", check_int, minimum=1, optional=True)
+        check_field(self, "samples_per_question", check_int, minimum=1)
+        check_field(self, "seed", check_int)
+        check_field(self, "batch_size", check_int, minimum=1)
+        check_field(self, "threshold", check_number, minimum=0, maximum=100)
+        check_sampling_fields(self)
+        if self.base_system is not None and not isinstance(self.base_system, str):
+            raise TypeError(f"TripletConfig: base_system must be a string or None, got "
+                            f"{type(self.base_system).__name__}")
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -183,6 +188,7 @@ def build_triplets(
         coherence: the coherence judge (default: heuristics blended with the response's
             likelihood under ``model``).
     """
+    check_instance("config", config, TripletConfig)
     attribute = load_attribute(attribute)
     config = replace(config, placement=resolve_placement(model.tokenizer, config.placement, announce=True))
     directory = Path(directory)

@@ -16,6 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.core.chat import prompt_ids
+from workbench.core.checks import check_int
 from workbench.core.fingerprint import sample_seed
 from workbench.core.generation import SamplingConfig, generate
 from workbench.core.likelihood import logprob_fn
@@ -58,6 +59,7 @@ def check_attributes(
     success_paraphrase, success_unsteered, attr_steered, attr_unsteered, coh_steered,
     coh_unsteered``; rates in [0, 1], scores 0-100.
     """
+    check_int("n_questions", n_questions, minimum=1)
     config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     coherence = CoherenceJudge(logprob_fn=logprob_fn(model))
     rows = []

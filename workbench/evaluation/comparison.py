@@ -38,17 +38,18 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.core.cached import read_cached, write_cached
+from workbench.core.checks import check_field, check_instance, check_int, check_number
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.locks import directory_lock
 from workbench.core.fingerprint import fingerprint
-from workbench.core.generation import SamplingConfig, generate_answers
+from workbench.core.generation import SamplingConfig, check_sampling_fields, generate_answers
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
@@ -56,7 +57,7 @@ from workbench.evaluation.statistics import paired_bootstrap, per_question
 from workbench.evaluation.strength import SearchResult, bootstrap_ci, find_alpha
 from workbench.judges.base import Judge, describe_judge, judge_fingerprint
 from workbench.judges.offline import CoherenceJudge
-from workbench.steering import layers_label
+from workbench.steering import MAX_ABS_ALPHA, layers_label
 
 DIFFERENCE_COLUMNS = ["target", "a", "b", "metric", "alpha_a", "alpha_b", "difference", "lo", "hi", "n", "verdict"]
 RESULT_COLUMNS = [
@@ -133,22 +134,40 @@ class EvalConfig:
     samples_per_question: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.samples_per_question, int) or self.samples_per_question < 1:
-            raise ValueError(f"samples_per_question must be an integer >= 1, got {self.samples_per_question!r}")
+        check_field(self, "samples_per_question", check_int, minimum=1)
         for name in ("n_validation", "n_test"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
-        for target in self.targets:
-            if target != "prompt" and not (isinstance(target, (int, float)) and 0 <= target <= 100):
-                raise ValueError(f"a coherence target is a number in 0-100 or 'prompt', got {target!r}")
-        if not self.targets:
-            raise ValueError("give at least one coherence target")
-        SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)  # validates
+            check_field(self, name, check_int, minimum=1, optional=True)
+        object.__setattr__(self, "targets", _checked_targets(self.targets))
+        check_sampling_fields(self)
+        check_field(self, "seed", check_int, minimum=0)  # it seeds numpy's bootstrap, which takes no negative seed
+        check_field(self, "tol", check_number, above=0)
+        check_field(self, "max_steps", check_int, minimum=2)  # the search evaluates alpha 0 and alpha_start at least
+        check_field(self, "alpha_start", check_number, above=0, maximum=MAX_ABS_ALPHA)
+        check_field(self, "alpha_max", check_number, minimum=self.alpha_start, maximum=MAX_ABS_ALPHA)
+        check_field(self, "instruction", check_int, minimum=0)
+        check_field(self, "batch_size", check_int, minimum=1)
+        check_field(self, "n_boot", check_int, minimum=1)
 
     @property
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.max_new_tokens, self.temperature, self.top_p)
+
+
+def _checked_targets(targets) -> tuple:
+    """The coherence targets of an :class:`EvalConfig`: numbers in [0, 100] or ``"prompt"``, at least one."""
+    if isinstance(targets, str) or not isinstance(targets, Iterable):
+        raise TypeError(f"EvalConfig: targets must be a tuple of coherence targets (numbers in [0, 100] or 'prompt'), "
+                        f"got {targets!r}: pass ({targets!r},)")
+    checked = []
+    for i, target in enumerate(targets):
+        if isinstance(target, str) and target != "prompt":
+            raise ValueError(f"EvalConfig: targets[{i}] must be a coherence target, a number in [0, 100] or "
+                             f"'prompt', got {target!r}")
+        checked.append(target if target == "prompt" else
+                       check_number(f"EvalConfig: targets[{i}] (a coherence target)", target, minimum=0, maximum=100))
+    if not checked:
+        raise ValueError("EvalConfig: targets is empty; give at least one coherence target")
+    return tuple(checked)
 
 
 SAMPLE_SEED_STRIDE = 1_000_003
@@ -318,7 +337,7 @@ class Evaluator:
         self.model = model
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.attribute = load_attribute(attribute)
-        self.config = config
+        self.config = check_instance("config", config, EvalConfig)
         if not 0 <= config.instruction < len(self.attribute.instructions):
             raise ValueError(f"instruction index {config.instruction} is out of range: attribute "
                              f"{self.attribute.name!r} has {len(self.attribute.instructions)} instructions")
@@ -534,7 +553,7 @@ def compare_methods(
     """
     if isinstance(methods, Mapping):
         methods = standard_methods(methods, plus_prompt=plus_prompt)
-    methods = list(methods)
+    methods = [check_instance(f"methods[{i}]", m, Method) for i, m in enumerate(methods)]
     if not methods:
         raise ValueError("no methods to compare")
     names = [m.name for m in methods]

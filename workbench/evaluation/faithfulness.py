@@ -27,6 +27,8 @@ import torch
 
 from workbench.activations.extraction import extract_batch, record_span
 from workbench.core.chat import AlignedPair, align
+from workbench.core.checks import check_int, is_number
+from workbench.core.generation import check_steering_entry
 from workbench.core.models import LoadedModel
 from workbench.steering import aligned_span_mask, check_alpha
 from workbench.steering.names import WEIGHT_METHODS
@@ -38,7 +40,7 @@ def _batches(n: int, size: int) -> list[range]:
 
 def _per_pair_alphas(alpha, n: int, name: str = "") -> torch.Tensor:
     """``[n]`` float strengths from one number or one per pair (each checked like any alpha)."""
-    values = [alpha] * n if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else list(alpha)
+    values = [alpha] * n if is_number(alpha) else list(alpha)
     if len(values) != n:
         raise ValueError(f"method {name!r}: {len(values)} strengths for {n} pairs; give one alpha or one per pair")
     return torch.tensor([check_alpha(a) for a in values], dtype=torch.float32)
@@ -113,7 +115,10 @@ def faithfulness(
     """
     if not pairs:
         raise ValueError("no held-out triplets to measure faithfulness on")
+    check_int("batch_size", batch_size, minimum=1)
     methods = dict(methods or {})
+    for name, entry in methods.items():
+        check_steering_entry(f"methods[{name!r}]", entry)
     layers = model.check_layers(layers)
     if paraphrase is not None:
         if len(paraphrase) != len(pairs) or any(a.span_ids != b.span_ids for a, b in zip(pairs, paraphrase)):

@@ -43,6 +43,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.core.chat import AlignedPair
+from workbench.core.checks import is_number
 from workbench.core.fingerprint import fingerprint
 from workbench.core.generation import SamplingConfig
 from workbench.core.models import LoadedModel
@@ -158,7 +159,7 @@ class InstructionRun:
 
 
 def _alphas(alpha: float | Sequence[float]) -> tuple[float, ...]:
-    values = (alpha,) if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) else tuple(alpha)
+    values = (alpha,) if is_number(alpha) else tuple(alpha)
     if not values:
         raise ValueError("alpha must be a number or a non-empty list of numbers")
     return tuple(check_alpha(a) for a in values)

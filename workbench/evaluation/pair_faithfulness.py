@@ -21,6 +21,8 @@ import torch
 
 from workbench.activations.extraction import extract_batch, record_span
 from workbench.core.chat import AlignedPair
+from workbench.core.checks import check_int, is_number
+from workbench.core.generation import check_steering_entry
 from workbench.core.models import LoadedModel
 from workbench.evaluation.faithfulness import steered_span_acts
 
@@ -57,7 +59,10 @@ def pair_errors(
     """
     if not pairs:
         raise ValueError("no held-out triplets to measure faithfulness on")
+    check_int("batch_size", batch_size, minimum=1)
     methods = dict(methods or {})
+    for name, entry in methods.items():
+        check_steering_entry(f"methods[{name!r}]", entry)
     layers = model.check_layers(layers)
     if paraphrase is not None and (len(paraphrase) != len(pairs)
                                    or any(a.span_ids != b.span_ids for a, b in zip(pairs, paraphrase))):
@@ -67,7 +72,7 @@ def pair_errors(
     ref = torch.zeros(len(pairs), len(layers), dtype=torch.float64)
     alphas = {}
     for name, (_, alpha) in methods.items():
-        values = [alpha] * len(pairs) if isinstance(alpha, (int, float)) else list(alpha)
+        values = [alpha] * len(pairs) if is_number(alpha) else list(alpha)
         if len(values) != len(pairs):
             raise ValueError(f"method {name!r}: {len(values)} strengths for {len(pairs)} pairs")
         alphas[name] = values

@@ -3,27 +3,24 @@ layer range is written."""
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from workbench.core.checks import check_number
 
 MAX_ABS_ALPHA = 100.0
 
 
 def check_alpha(alpha: float) -> float:
-    """Validate a steering strength: any finite number with ``|alpha| <= 100``.
+    """Validate a steering strength: any finite number with ``|alpha| <= 100``, as a float.
 
+    Numbers are Python and numpy scalars (``np.float32(1.5)`` too) and one-element tensors.
     Negative values are allowed on purpose: they subtract the intervention (steer away from the
     attribute). NaN, infinities, non-numbers and magnitudes above 100 (surely a units mistake:
     trained steerers correspond to alpha in [0, 1]) are refused.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) and not (
-        isinstance(alpha, torch.Tensor) and alpha.numel() == 1
-    ):
-        raise TypeError(f"alpha must be a number, got {alpha!r}")
-    value = float(alpha)
-    if not math.isfinite(value):
-        raise ValueError(f"alpha must be finite, got {value}")
+    if isinstance(alpha, torch.Tensor) and alpha.numel() == 1:
+        alpha = alpha.item()
+    value = float(check_number("alpha", alpha))
     if abs(value) > MAX_ABS_ALPHA:
         raise ValueError(f"alpha {value} is outside the sane range [-{MAX_ABS_ALPHA:g}, {MAX_ABS_ALPHA:g}]")
     return value

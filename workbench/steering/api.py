@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from workbench.activations.extraction import extract_batch
 from workbench.core.chat import AlignedPair
+from workbench.core.checks import check_instance, check_int, is_int
 from workbench.steering.data import TokenData, label_lookup, load_token_data, pairs_hash
 from workbench.steering.joint import DEFAULT_MODEL_BATCH, ModelTrainer
 from workbench.steering.layerwise import ClosedForm, LayerwisePSRTrainer, closed_form
@@ -101,8 +102,8 @@ def make_trainer(
     """
     if method not in METHODS:
         raise ValueError(f"unknown steering method {method!r}; expected one of {METHODS}")
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+    rank = check_int("rank", rank, minimum=1)
+    check_instance("config", config, TrainConfig)
     if method.startswith("const") and rank != 1:
         raise ValueError(f"{method} is a constant vector; rank must be 1, got {rank}")
     training = training or ("joint" if method == "psr-ll" else "layerwise")
@@ -112,8 +113,8 @@ def make_trainer(
         raise ValueError("psr-ll is trained through the model on the log-likelihood; training must be 'joint'")
     if method == "const-dim" and training == "joint":
         raise ValueError("const-dim is a closed-form mean; it has no joint training (use const-mse)")
-    single = isinstance(layers, int) and not isinstance(layers, bool)
-    layer_list = model.check_layers([layers] if single else layers)
+    single = is_int(layers)
+    layer_list = model.check_layers(layers)
     kind = "acc" if single else "loc"
     if store is None and pairs is None:
         raise ValueError("give the training data: store= (a DeltaStore) or pairs= (aligned pairs)")

@@ -23,6 +23,7 @@ import torch
 from workbench.activations.deltas import pairs_fingerprint
 from workbench.activations.store import DeltaStore
 from workbench.core.chat import AlignedPair
+from workbench.core.checks import is_number
 from workbench.core.fingerprint import fingerprint
 
 
@@ -100,7 +101,7 @@ def label_lookup(soft_labels, ids: Sequence[int]) -> torch.Tensor:
         soft_labels = soft_labels_of(soft_labels)
     out = []
     for i in ids:
-        if isinstance(soft_labels, (int, float)):
+        if is_number(soft_labels):
             value = soft_labels
         elif isinstance(soft_labels, Mapping):
             if int(i) not in soft_labels:

@@ -22,6 +22,7 @@ import torch
 
 from workbench.activations.extraction import extract_batch
 from workbench.core.chat import AlignedPair
+from workbench.core.checks import is_number
 from workbench.core.native_path import forward
 from workbench.core.span import aligned_span_mask, right_pad, span_index
 from workbench.steering.data import split_sequences
@@ -144,7 +145,7 @@ def span_mse(model, steerer: Steerer, pairs: Sequence[AlignedPair], labels: Sequ
 
 
 def _labels(labels, n: int) -> torch.Tensor:
-    if isinstance(labels, (int, float)):
+    if is_number(labels):
         return torch.full((n,), float(labels))
     labels = torch.as_tensor(labels, dtype=torch.float32).reshape(-1)
     if labels.numel() != n:

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from workbench.core.checks import check_field, check_int, check_number
 from workbench.steering.steerer import Steerer, SteererInfo, make_steerer
 
 
@@ -54,20 +55,14 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 0):
-            raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be within [0, 1), got {self.val_fraction}")
-        if self.eval_every < 1:
-            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be >= 0, got {self.patience}")
-        if not self.reg_weight >= 0:
-            raise ValueError(f"reg_weight must be >= 0, got {self.reg_weight}")
+        check_field(self, "steps", check_int, minimum=0, optional=True)
+        check_field(self, "lr", check_number, above=0)
+        check_field(self, "batch_size", check_int, minimum=1, optional=True)
+        check_field(self, "val_fraction", check_number, minimum=0, below=1)
+        check_field(self, "eval_every", check_int, minimum=1)
+        check_field(self, "patience", check_int, minimum=0)
+        check_field(self, "reg_weight", check_number, minimum=0)
+        check_field(self, "seed", check_int)
 
 
 @dataclass(frozen=True)
