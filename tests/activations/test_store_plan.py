@@ -49,19 +49,20 @@ def test_a_store_too_large_for_the_disk_fails_before_writing(tiny_model, tiny_pa
     assert not list((tmp_path / "s").glob("shard-*"))
 
 
-def test_an_old_store_without_kinds_reads_and_resumes(tiny_model, tiny_pairs, tmp_path):
+def test_an_old_store_without_kinds_is_extracted_again(tiny_model, tiny_pairs, tmp_path):
     import json
 
     extract_deltas(tiny_model, tiny_pairs, tmp_path / "s", progress=False, batch_size=1)
     index_path = tmp_path / "s" / "index.json"
     index = json.loads(index_path.read_text())
-    del index["kinds"]  # as written before kinds= existed ...
-    first = index["shards"][0]["file"]
+    del index["kinds"], index["checksum"]  # as written before kinds= (and checksums) existed ...
+    index["format_version"] = 1
     index["shards"] = index["shards"][1:]  # ... and interrupted after one of its shards was lost
     index_path.write_text(json.dumps(index))
-    assert DeltaStore(tmp_path / "s").kinds == ("base", "acc", "loc")
+    with pytest.raises(ValueError, match="written before stores had checksums"):
+        DeltaStore(tmp_path / "s")
     store = extract_deltas(tiny_model, tiny_pairs, tmp_path / "s", progress=False, batch_size=1)
-    assert sorted(store.sample_ids) == [0, 1, 2] and first not in [s.file for s in store.shards[:2]]
+    assert sorted(store.sample_ids) == [0, 1, 2] and store.kinds == ("base", "acc", "loc")
 
 
 def test_plan_counts_passes_and_scales_the_measured_time(tiny_model, tmp_path):

@@ -3,8 +3,10 @@ renamed), and the user cache directory every stage stores under."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -18,23 +20,50 @@ def _umask() -> int:
     return mask
 
 
+class DiskFullError(OSError):
+    """A write ran out of disk space (or quota); nothing was left half-written."""
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "no space left" in str(err).lower() or "disk quota" in str(err).lower()  # safetensors' own errors
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
 
-    The file gets the usual permissions (mkstemp makes 0600).
+    The file gets the usual permissions (mkstemp makes 0600). A write that runs out of space raises
+    :class:`DiskFullError` naming the file and the free space, whatever library wrote it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if _is_disk_full(err):
+            raise _disk_full(path, err) from err
+        raise
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if _is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise _disk_full(path, err) from err
         raise
+
+
+def _disk_full(path: Path, err: BaseException) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(errno.ENOSPC, f"no space left on the disk writing {path} ({free}; {err}); nothing was left "
+                                       "half-written: free some space, or write the run elsewhere, then run again")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
