@@ -5,6 +5,11 @@ random-init model of a real family, extracting accumulated and local deltas at e
 float16 store that streams one shard per batch. The goal: memory at 1,000 triplets within 1.2x of
 memory at 100, and time linear in the number of triplets.
 
+It also measures what the store's checksums cost, in the same process: a resume of the finished
+store (which checks every tensor of every shard against its SHA-256) against reading every tensor
+raw with safetensors (no hashing), and reading every tensor through the store (each checked as it
+is read) against the same raw read; and both against the extraction itself.
+
     python benchmarks/bench_extraction_scale.py [--sizes 100,1000] [--model tiny-random-llama3]
         [--layers 8] [--tokens 64] [--batch 8] [--threads 1]
 """
@@ -36,10 +41,39 @@ def run_one(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = extract_deltas(model, pairs, tmp, batch_size=args.batch, progress=False)
         seconds = time.perf_counter() - start
+        peak = status_mb("VmHWM")
         size = sum(p.stat().st_size for p in store.directory.glob("shard-*"))
-    peak = status_mb("VmHWM")
+        checks = checksum_costs(store, lambda: extract_deltas(model, pairs, tmp, batch_size=args.batch, progress=False))
     return {"n": args.n, "tokens": store.n_tokens, "seconds": seconds, "peak_rss_mb": peak,
-            "rss_before_mb": before, "store_mb": size / 1e6}
+            "rss_before_mb": before, "store_mb": size / 1e6, **checks}
+
+
+def checksum_costs(store, resume) -> dict:
+    """Seconds of a raw read of every tensor, of a resume that checks them all, and of a read of
+    every (kind, layer) through the store; medians of three, the raw read first each round."""
+    from statistics import median
+
+    from safetensors import safe_open
+
+    def raw():
+        for shard in store.shards:
+            with safe_open(store.directory / shard.file, framework="pt") as fh:
+                for key in fh.keys():
+                    fh.get_tensor(key)
+
+    def through_store():
+        store.tokens()
+        for kind in store.kinds:
+            for layer in store.layers:
+                store.get(kind, layer, order="store")
+
+    times = {"raw_read_s": [], "resume_check_s": [], "store_read_s": []}
+    for _ in range(3):
+        for name, work in (("raw_read_s", raw), ("resume_check_s", resume), ("store_read_s", through_store)):
+            t0 = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - t0)
+    return {name: median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -65,6 +99,10 @@ def main() -> None:
         print(f"{r['n']:>6} triplets  {r['tokens']:>7} span tokens  {r['seconds']:7.1f} s  "
               f"peak RSS {r['peak_rss_mb']:7.1f} MB (after loading {r['rss_before_mb']:.1f})  store {r['store_mb']:.1f} MB",
               flush=True)
+        print(f"        checksums: raw read of every tensor {r['raw_read_s']:.2f} s; resume checking them all "
+              f"{r['resume_check_s']:.2f} s ({r['resume_check_s'] / r['raw_read_s']:.2f}x the raw read, "
+              f"{r['resume_check_s'] / r['seconds'] * 100:.1f} % of the extraction); every kind and layer read "
+              f"through the store {r['store_read_s']:.2f} s ({r['store_read_s'] / r['raw_read_s']:.2f}x)", flush=True)
     if len(rows) >= 2:
         first, last = rows[0], rows[-1]
         print(f"memory ratio {last['peak_rss_mb'] / first['peak_rss_mb']:.2f} (goal <= 1.2); time per triplet "

@@ -32,10 +32,16 @@ import torch
 
 #: How deep a function's globals are followed (a scorer calling a helper calling a helper).
 _GLOBALS_DEPTH = 3
+_PLAIN = (str, int, float, bool)
 
 
 def _canonical(value: Any, digest, depth: int = 0) -> Any:
     """A JSON-able stand-in for ``value``; tensor and array bytes go straight into ``digest``."""
+    kind = type(value)
+    if value is None or kind in _PLAIN:  # the common case first: long lists of token ids
+        return value
+    if kind is list or kind is tuple:
+        return [v if v is None or type(v) in _PLAIN else _canonical(v, digest, depth) for v in value]
     identity = getattr(value, "fingerprint_identity", None)
     if callable(identity) and not isinstance(value, type):
         return {"identity": type(value).__qualname__, "of": _canonical(identity(), digest, depth)}
