@@ -343,6 +343,8 @@ class Evaluator:
                              f"{self.attribute.name!r} has {len(self.attribute.instructions)} instructions")
         self.attribute_judge = attribute_judge or self.attribute.judge
         self.coherence_judge = coherence_judge or CoherenceJudge(logprob_fn=logprob_fn(model))
+        # what stands for the judges in every evaluation's key, computed once (it reads their code)
+        self.judge_keys = (judge_fingerprint(self.attribute_judge), judge_fingerprint(self.coherence_judge))
         self.questions = {
             "validation": self._questions("validation", config.n_validation),
             "test": self._questions("test", config.n_test),
@@ -435,7 +437,7 @@ class Evaluator:
             steerer_fingerprint(method.steerer) if method.steerer is not None else None, alpha, split,
             list(self.questions[split]), self.instruction if method.prompt else None,
             [c.max_new_tokens, c.temperature, c.top_p, c.seed],
-            judge_fingerprint(self.attribute_judge), judge_fingerprint(self.coherence_judge),
+            *self.judge_keys,
             *([c.samples_per_question] if c.samples_per_question != 1 else []), length=20,
         )
         return self.cache_dir / f"{digest}.parquet"
@@ -608,8 +610,7 @@ def compare_methods(
         "model": model.model_id, "attribute": evaluator.attribute.name, "instruction": evaluator.instruction,
         "attribute_judge": describe_judge(evaluator.attribute_judge),
         "coherence_judge": describe_judge(evaluator.coherence_judge),
-        "judge_fingerprints": {"attribute": judge_fingerprint(evaluator.attribute_judge),
-                               "coherence": judge_fingerprint(evaluator.coherence_judge)},
+        "judge_fingerprints": dict(zip(("attribute", "coherence"), evaluator.judge_keys)),
         "targets": targets, "config": {**asdict(config), "targets": list(config.targets)},
         "n_validation": len(evaluator.questions["validation"]), "n_test": len(evaluator.questions["test"]),
     }
