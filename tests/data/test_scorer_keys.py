@@ -85,3 +85,61 @@ def test_what_a_judge_fingerprint_sees():
     assert fp(counting_scorer).startswith("s@")
     assert judge_fingerprint(COHERENCE) == judge_fingerprint(CoherenceJudge())
     assert judge_fingerprint(COHERENCE) != judge_fingerprint(CoherenceJudge(lp_mid=-3.0))
+
+
+_BUILD = """
+import os, sys, torch
+torch.set_num_threads(1)
+import workbench.data.triplets as triplets
+from workbench.core.models import load_model
+from workbench.data.attributes import make_attribute
+from workbench.judges.offline import CoherenceJudge
+sampled = triplets.generate
+def logged(*args, **kwargs):  # who sampled, so the test can tell whether both processes did
+    with open(sys.argv[2], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    return sampled(*args, **kwargs)
+triplets.generate = logged
+model = load_model("tiny-random-llama", n_layers=3, seed=0)
+attribute = make_attribute("always", "Always the same.", ["Be anything."], [f"Question number {i}?" for i in range(10)],
+                           lambda r: 100.0)
+open(sys.argv[3], "w").close()  # loaded: the test starts the clock here
+while not os.path.exists(sys.argv[4]):
+    pass
+triplets.build_triplets(model, attribute, sys.argv[1], triplets.TripletConfig(n_questions=6, max_new_tokens=8, batch_size=1),
+                        coherence=CoherenceJudge(), progress=False)
+"""
+
+
+def test_two_processes_building_one_run_take_turns(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from workbench.core.checked_files import read_frame
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    go = tmp_path / "go"
+
+    def start(directory, name):
+        args = [str(directory), str(tmp_path / f"{name}.log"), str(tmp_path / f"{name}.ready"), str(go)]
+        return subprocess.Popen([sys.executable, "-c", _BUILD, *args], env=env, stderr=subprocess.PIPE, text=True)
+
+    alone = start(tmp_path / "alone", "alone")
+    go.touch()
+    assert alone.wait(timeout=600) == 0, alone.stderr.read()
+    go.unlink()
+    both = [start(tmp_path / "shared", "both"), start(tmp_path / "shared", "both")]
+    deadline = time.monotonic() + 600
+    while not (tmp_path / "both.ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(2)  # both loaded (the second is no slower than the first to load)
+    go.touch()
+    errors = [p.communicate(timeout=600)[1] for p in both]
+    assert [p.returncode for p in both] == [0, 0], errors
+    samplers = set((tmp_path / "both.log").read_text().split())
+    assert len(samplers) == 1, "both processes sampled: the second did not wait for the first"
+    want, got = read_frame(tmp_path / "alone" / "triplets.parquet"), read_frame(tmp_path / "shared" / "triplets.parquet")
+    assert len(got) == 6 and got.equals(want)
