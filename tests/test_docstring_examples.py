@@ -10,8 +10,9 @@ import importlib
 
 import pytest
 
-MODULES = ["workbench", "workbench.core.checks", "workbench.core.fingerprint", "workbench.core.generation",
-           "workbench.data.attributes", "workbench.steering.api", "workbench.steering.names",
+MODULES = ["workbench", "workbench.activations.directions", "workbench.core.checks", "workbench.core.fingerprint",
+           "workbench.core.generation", "workbench.data.attributes", "workbench.evaluation.assumptions",
+           "workbench.evaluation.lambda_reading", "workbench.steering.api", "workbench.steering.names",
            "workbench.steering.steerer", "workbench.steering.gates"]
 
 
