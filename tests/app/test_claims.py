@@ -63,6 +63,7 @@ def test_claims_on_a_tiny_model_then_a_rerun_computes_nothing(tiny_model, talky,
         assert row["lo"] <= row["value"] <= row["hi"] and row["verdict"] != "not measured"
     assert (coef["n"], share["n"]) == (3, 3) and coef["unit"] == "held-out responses"
     assert 0 < share["value"] <= 1 and "80% needs" in share["note"]
+    assert "A-PSR r4 minus A-PSR relRMSE" in share["note"]  # what rank 4 buys, beside how many directions there are
     assert "largest c_t at layer 1" in coef["note"] and "S-PSR (layer 1) Spearman" in coef["note"]
     assert coef["figure"] == "figures/f1-coef-talky.html" and share["figure"] == "figures/f1-share-talky.html"
     assert (tmp_path / "runs" / "talky" / "claims" / "lambda-reading.csv").is_file()

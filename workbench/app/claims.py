@@ -310,6 +310,30 @@ def assumption_rows(assumptions, attribute, figures: Path, config: ClaimsConfig,
                  "held-out responses", share_note, share_path)]
 
 
+def rank_faithfulness_note(assumptions, errors: pd.DataFrame, n_layers: int, config: ClaimsConfig, seed: int,
+                           rank: int = 4) -> str:
+    """How many directions the prompt uses, next to what a rank-``rank`` A-PSR gains in
+    faithfulness over rank 1: the held-out share held by 1 and ``rank`` principal directions of
+    the training deltas and the relRMSE of ``A-PSR r<rank>`` minus ``A-PSR``, both over the layers
+    finding 4 averages (``>= n_layers // 2``), the difference with its interval over held-out triplets."""
+    name = f"A-PSR r{rank}"
+    if name not in set(errors["method"]) or "A-PSR" not in set(errors["method"]):
+        return ""
+    from_layer = n_layers // 2
+    energies = assumptions.energies
+    late = [j for j, l in enumerate(energies.layers) if l >= from_layer]
+    if not late or energies.rank < rank:
+        return ""
+    held = [float(np.mean([energies.principal[j][:, k - 1].sum() / energies.total[j].sum() for j in late]))
+            for k in (1, rank)]
+    gap = faithfulness_statistic(
+        errors, lambda c, ls: (c[name][..., ls.index(from_layer):] - c["A-PSR"][..., ls.index(from_layer):]).mean(-1),
+        n_boot=config.n_boot, seed=seed)
+    return (f"; at layers {from_layer}+ {rank} principal directions hold {held[1]:.2f} of the held-out change (1: "
+            f"{held[0]:.2f}), and {name} minus A-PSR relRMSE is {gap['value']:.3g} [{gap['lo']:.3g}, {gap['hi']:.3g}] "
+            f"(n = {gap['n']} held-out triplets)")
+
+
 def _measured_assumptions(model: LoadedModel, data, steerers: dict, layer: int, directory: Path, config: ClaimsConfig,
                           seed: int, progress: bool):
     """``(assumptions, lambda readings, why not)`` on the held-out triplets: their deltas are
@@ -476,6 +500,8 @@ def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, p
         variants = {n: (steerers[n], list(data.heldout_labels)) for n in ("A-PSR", "A-PSR r4", "A-PSR (joint)")
                     if n in steerers}
         errors = _stored_errors(m, data, variants, run_dir / "claims")
+        if assumptions is not None:  # the share row also says what rank 4 buys in faithfulness
+            first[-1]["note"] += rank_faithfulness_note(assumptions, errors, m.n_layers, config, seed)
         first += faithfulness_rows(errors, name, experiment.single_layer(m), m.n_layers, figures, config, seed,
                                    findings=(4,))
         write_cached(partial, {"unit": name, "findings": [1, 4], "rows": first})
