@@ -11,8 +11,8 @@ import importlib
 import pytest
 
 MODULES = ["workbench", "workbench.activations.directions", "workbench.core.checks", "workbench.core.fingerprint",
-           "workbench.core.generation", "workbench.data.attributes", "workbench.evaluation.assumptions",
-           "workbench.evaluation.lambda_reading", "workbench.steering.api", "workbench.steering.names",
+           "workbench.core.generation", "workbench.data.attributes", "workbench.evaluation.direction_shares",
+           "workbench.evaluation.lambda_reading", "workbench.evaluation.spread", "workbench.steering.api", "workbench.steering.names",
            "workbench.steering.steerer", "workbench.steering.gates"]
 
 

@@ -8,17 +8,9 @@ import pytest
 import torch
 
 from planted_deltas import response_ids, response_mask, write_store
-from workbench.evaluation.assumptions import (
-    SPREAD_MEASURES,
-    layer_bands,
-    layer_energies,
-    measure_assumptions,
-    rank_for_share,
-    share_along,
-    share_curves,
-    spread_measures,
-    spread_statistics,
-)
+from workbench.evaluation.assumptions import measure_assumptions
+from workbench.evaluation.direction_shares import layer_bands, layer_energies, rank_for_share, share_along, share_curves
+from workbench.evaluation.spread import SPREAD_MEASURES, spread_measures, spread_statistics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

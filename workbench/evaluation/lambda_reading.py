@@ -25,7 +25,7 @@ import torch
 from workbench.activations.directions import check_direction
 from workbench.activations.store import DeltaStore
 from workbench.core.checks import check_instance, check_int, check_number
-from workbench.evaluation.assumptions import check_responses
+from workbench.evaluation.spread import check_responses
 from workbench.evaluation.statistics import percentile_interval, resample_indices
 from workbench.steering.steerer import Steerer
 
