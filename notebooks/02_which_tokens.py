@@ -11,6 +11,7 @@
 #    varies by orders of magnitude from token to token on larger models.)
 # 2. Accumulated vs local deltas: how much does each layer add by itself?
 # 3. Which kinds of tokens move most?
+# 4. Is the change one direction with a per-token strength, as the paper's PSR assumes?
 #
 # The triplets and deltas are stored under `runs/notebooks/pirate` and shared by notebooks 3 to 8;
 # the first run samples and extracts them (a couple of minutes on a CPU), later runs reload them.
@@ -119,3 +120,78 @@ print(kinds[["layer", "kind", "n", "median", "x_median"]].round(3).to_string(ind
 # twice the typical token; ordinary words move least, a little below the median. This is what a probe has to
 # learn in notebook 3: a per-token strength `lambda(a) = ReLU(a . w + b)` that is large exactly where
 # the prompt acts.
+
+# %% [markdown]
+# ## 4. Strength along a direction
+#
+# Everything so far measured the *size* of the change, `||D_t||`. The PSR of notebook 3 assumes
+# more: at each layer the change is one direction `z` times a strength that varies per token,
+# `D_t ~ c_t z`. The size cannot test that. A token can have a large `||D_t||` because it moved
+# far along `z`, or because it moved somewhere else entirely, or even backwards along `z`.
+#
+# So we measure the strength itself, `c_t = <D_t, z>`, with `z` the unit mean of the training deltas
+# at each layer (what Const-DiM adds, up to its length). To keep `z` from being scored on the tokens
+# it was fitted to, `c_t` is measured on the **held-out** triplets (other questions; their deltas
+# are extracted once and stored next to the training ones). Every interval comes from resampling
+# held-out *answers*, not tokens, because the tokens of one answer are not independent.
+#
+# First the spread: the same measures for the norm and for the coefficient, each the median over
+# layers with its 95 % interval. `near_zero` is the share of tokens with `|c_t|` at most a tenth of
+# the median, which `z` leaves nearly alone; `negative` is the share pushed against `z`. The norm
+# is never negative, so only the coefficient can show either.
+
+# %%
+from workbench.evaluation.assumptions import heldout_store, measure_assumptions
+
+heldout = heldout_store(model, data.heldout_pairs, RUN)
+assumptions = measure_assumptions(data.store, heldout, tokenizer=model.tokenizer, n_boot=500)
+print(f"{assumptions.energies.n_responses} held-out answers, {assumptions.coef_spread.n_tokens} answer tokens")
+print(assumptions.spread_summary().round(3).to_string())
+
+# %% [markdown]
+# The heat map below puts the two side by side for the held-out answer with the largest
+# coefficient: the norm on top (as in section 2), the signed coefficient underneath, red where the
+# token is pushed along `z`, blue where it is pushed against it, white where `z` leaves it alone.
+# Each layer is scaled by its own typical value, so compare colours within a row.
+
+# %%
+from workbench.viz.token_maps import coefficient_heatmap
+
+middle = model.n_layers // 2
+strongest = int(assumptions.top_tokens(middle, n=1)["sample"].iloc[0])
+coefficient_heatmap(assumptions.coefficients, sample=strongest,
+                    title=f"Held-out answer {strongest}: ||Delta_PS|| (top) and c_t along the mean direction (bottom)")
+
+# %% [markdown]
+# The answer tokens with the largest coefficient at the middle layer (`x_median`: how many times
+# the median `|c_t|`):
+
+# %%
+print(assumptions.top_tokens(middle, n=8)[["sample", "token", "coef", "x_median"]].round(2).to_string(index=False))
+
+# %% [markdown]
+# ## How many directions does the prompt use?
+#
+# If the change really were `c_t z`, all of `sum_t ||D_t||^2` would lie along `z`. Per layer,
+# `share_along` is the part of the held-out `sum_t ||D_t||^2` that does. More generally, take the
+# `k` directions that hold the most of the *training* deltas (their principal directions) and ask
+# how much of the *held-out* deltas they hold; `rank_50` and `rank_80` are the smallest `k` that
+# hold half and 80 % of it. The p90/p10 columns repeat the spread of the norm and of `|c_t|` per
+# layer.
+
+# %%
+print(assumptions.by_layer().iloc[::3].round(2).to_string())
+
+# %% [markdown]
+# The figure draws the share against `k`, one line per band of layers, next to `k` random
+# directions (dashed), which hold about `k / d_model` of anything. A change that used one
+# direction would jump to the top at `k = 1`; a line that climbs slowly means the prompt spreads
+# its change over many directions, and a rank-1 steerer (one `z` per layer) can only carry the
+# part along its own direction. Read the printed numbers of your run: whether the share along the
+# mean direction is near 1, and how the rank for 80 % compares with `d_model`, is exactly what the
+# claims report (finding 1) checks for every attribute.
+
+# %%
+from workbench.viz.directions import share_vs_k
+
+share_vs_k(assumptions.curves, title="Share of held-out ||Delta_PS||^2 held by k directions of the training deltas")

@@ -10,8 +10,9 @@ import importlib
 
 import pytest
 
-MODULES = ["workbench", "workbench.core.checks", "workbench.core.fingerprint", "workbench.core.generation",
-           "workbench.data.attributes", "workbench.steering.api", "workbench.steering.names",
+MODULES = ["workbench", "workbench.activations.directions", "workbench.core.checks", "workbench.core.fingerprint",
+           "workbench.core.generation", "workbench.data.attributes", "workbench.evaluation.direction_shares",
+           "workbench.evaluation.lambda_reading", "workbench.evaluation.spread", "workbench.steering.api", "workbench.steering.names",
            "workbench.steering.steerer", "workbench.steering.gates"]
 
 

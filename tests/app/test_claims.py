@@ -54,6 +54,19 @@ def test_claims_on_a_tiny_model_then_a_rerun_computes_nothing(tiny_model, talky,
     assert ((finite["lo"] <= finite["value"] + 1e-9) & (finite["value"] <= finite["hi"] + 1e-9)).all()
     f1 = table[table["finding"] == 1].iloc[0]
     assert f1["value"] > 1 and "token kind" in f1["note"]
+    # finding 1: the norm, the coefficient along the mean direction, the share along it, each measured
+    norm, coef, share = (table[table["finding"] == 1].iloc[i] for i in range(3))
+    assert len(table[table["finding"] == 1]) == 3
+    assert "|c_t| along the mean direction" in coef["claim"] and "Assumption 3.1" in share["claim"]
+    assert (coef["threshold"], share["threshold"]) == ("> 10", "> 0.5")  # one threshold for both spreads
+    for row in (norm, coef, share):
+        assert row["lo"] <= row["value"] <= row["hi"] and row["verdict"] != "not measured"
+    assert (coef["n"], share["n"]) == (3, 3) and coef["unit"] == "held-out responses"
+    assert 0 < share["value"] <= 1 and "80% needs" in share["note"]
+    assert "A-PSR r4 minus A-PSR relRMSE" in share["note"]  # what rank 4 buys, beside how many directions there are
+    assert "largest c_t at layer 1" in coef["note"] and "S-PSR (layer 1) Spearman" in coef["note"]
+    assert coef["figure"] == "figures/f1-coef-talky.html" and share["figure"] == "figures/f1-share-talky.html"
+    assert (tmp_path / "runs" / "talky" / "claims" / "lambda-reading.csv").is_file()
     for name in ("claims.csv", "claims.md"):
         assert (tmp_path / name).is_file()
     for figure in set(table["figure"].dropna()) - {""}:
@@ -80,6 +93,15 @@ def test_claims_on_a_tiny_model_then_a_rerun_computes_nothing(tiny_model, talky,
     with pytest.raises(AssertionError, match="recomputed"):
         run_claims(tiny_model, replace(tiny_config(), n_boot=60), tmp_path, attributes=[talky], judges=judges,
                    progress=False, log=lines.append)
+
+
+def test_finding_1_rows_say_why_when_the_held_out_data_are_too_few(tmp_path):
+    attribute = SimpleNamespace(name="talky")
+    rows = claims.assumption_rows(None, attribute, tmp_path, ClaimsConfig(n_boot=20), why="1 held-out response(s)")
+    assert [r["verdict"] for r in rows] == ["not measured", "not measured"]
+    assert all("1 held-out response(s)" in r["note"] for r in rows) and all(math.isnan(r["value"]) for r in rows)
+    with pytest.raises(ValueError, match="share_threshold must be a number in \\(0, 1\\), got 1.5"):
+        ClaimsConfig(share_threshold=1.5)
 
 
 def test_instruction_rows_are_paired_over_instruction_and_question(tmp_path):

@@ -10,7 +10,13 @@ import plotly.graph_objects as go
 import pytest
 
 from workbench.viz.theme import TEMPLATE
-from workbench.viz.token_maps import display_token, layer_token_heatmap, magnitude_distribution, token_heatmap
+from workbench.viz.token_maps import (
+    coefficient_heatmap,
+    display_token,
+    layer_token_heatmap,
+    magnitude_distribution,
+    token_heatmap,
+)
 
 # ---------------------------------------------------------------------------------------------
 # fixtures
@@ -192,3 +198,29 @@ def test_magnitude_distribution_bands_exclude_header():
     assert max(box.data[0].y) == 1000 and len(box.data[0].y) == len(body)
     with pytest.raises(ValueError, match="'rel'"):
         magnitude_distribution(table, value="rel")
+
+
+# ---------------------------------------------------------------------------------------------
+# norm and signed coefficient
+
+
+def test_coefficient_heatmap_norm_above_signed_coefficient_centred_at_zero():
+    table = token_table()
+    table["coef"] = table["norm"] * np.where(table["position"] % 2 == 0, 1.0, -0.5)
+    fig = coefficient_heatmap(table)
+    norm, coef = fig.data
+    assert (norm.coloraxis, coef.coloraxis) == ("coloraxis", "coloraxis2")
+    axis = fig.layout.coloraxis2
+    assert axis.cmid == 0.0 and axis.cmin == -axis.cmax and axis.colorscale[0][1] != axis.colorscale[-1][1]
+    z = np.asarray(coef.z, dtype=float)
+    assert np.nanmax(np.abs(z), axis=1) == pytest.approx([1.0, 1.0])  # per layer: divided by its max |c|
+    assert (z[:, 1] < 0).all() and (z[:, 0] > 0).all()  # the sign survives
+    assert coef.customdata[1][5][1] == "-25" and coef.customdata[1][5][0] == "␣matey"  # raw values in the hover
+    assert fig.layout.xaxis2.ticktext[4] == "&lt;b&gt;&amp;x"  # tokens escaped, under the lower panel
+    assert fig.layout.coloraxis.colorbar.title.text.endswith("(log scale)")
+    raw = coefficient_heatmap(table, per_layer=False, layers=[2])
+    assert np.asarray(raw.data[1].z, dtype=float)[0].tolist() == table[table["layer"] == 2]["coef"].tolist()
+    with pytest.raises(ValueError, match="missing column.*'coef'"):
+        coefficient_heatmap(token_table())
+    with pytest.raises(ValueError, match=r"layer\(s\) \[5\] not in the table"):
+        coefficient_heatmap(table, layers=[5])

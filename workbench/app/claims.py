@@ -4,10 +4,17 @@
 (:func:`workbench.app.experiment.run_experiment`: triplets, Delta_PS, steerers, the equal-coherence
 comparison, faithfulness), trains the extra A-PSR variants finding 4 names, and reads off:
 
-1. **spread**: per-token ``||Delta_PS||`` over response tokens, per layer; the claim "the 90th
-   percentile token moves more than ``spread_threshold`` (10) times the 10th" on the median over
-   layers, with an interval from resampling responses (:func:`workbench.evaluation.findings.spread_interval`);
-   the note gives the largest/smallest ratio and which token kinds move most;
+1. **spread**, three rows: per-token ``||Delta_PS||`` over the training response tokens, per layer;
+   the claim "the 90th percentile token moves more than ``spread_threshold`` (10) times the 10th"
+   on the median over layers, with an interval from resampling responses
+   (:func:`workbench.evaluation.findings.spread_interval`; the note gives the largest/smallest
+   ratio and which token kinds move most). Then the same threshold on the signed coefficient
+   ``c_t = <D_t, z>`` along each layer's mean training direction ``z``, measured on the held-out
+   triplets (what the paper's uniform-strength assumption is about; the note adds p99/p1, the
+   shares of tokens near zero and negative, the tokens with the largest ``c_t`` and how well each
+   PSR's lambda reads ``c_t``), and the share of the held-out ``sum_t ||D_t||^2`` that lies along ``z``
+   (its one-direction assumption, claimed > ``share_threshold``; the note gives the rank that
+   holds 50 % and 80 %) (:mod:`workbench.evaluation.assumptions`);
 2. **PSR beats constant steering at equal coherence**: S-PSR minus Const-DiM (one layer) and A-PSR
    minus A-Const-DiM (all layers), at TA@C80 and TA@Cp, paired over test questions
    (:meth:`workbench.evaluation.comparison.Comparison.differences`);
@@ -49,27 +56,32 @@ import plotly.graph_objects as go
 from workbench.activations.deltas import magnitude_by_kind, pairs_fingerprint, token_magnitudes
 from workbench.app.experiment import ExperimentConfig, prepare_data, run_experiment, train_methods
 from workbench.core.cached import cached, read_cached, write_cached
+from workbench.core.checks import check_field, check_number
 from workbench.core.files import atomic_write_bytes
 from workbench.core.fingerprint import fingerprint
 from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel, load_model
 from workbench.judges.base import judge_fingerprint
 from workbench.data.attributes import list_attributes, load_attribute
+from workbench.evaluation.assumptions import heldout_store, measure_assumptions
 from workbench.evaluation.comparison import EvalConfig, steerer_fingerprint
 from workbench.evaluation.findings import faithfulness_intervals, faithfulness_statistic, spread_by_layer, spread_interval
 from workbench.evaluation.instruction_following import run_instruction_following
+from workbench.evaluation.lambda_reading import lambda_reading
 from workbench.evaluation.pair_faithfulness import pair_errors
 from workbench.evaluation.statistics import claim_verdict, paired_bootstrap
 from workbench.steering.train import TrainConfig
 from workbench.viz.curves import faithfulness_curves
+from workbench.viz.directions import share_vs_k
 from workbench.viz.intervals import interval_forest
-from workbench.viz.token_maps import magnitude_distribution
+from workbench.viz.token_maps import coefficient_heatmap, display_token, magnitude_distribution
 
-CLAIMS_VERSION = 1
+CLAIMS_VERSION = 2  # 2: finding 1 has three rows (norm, coefficient along the mean direction, share along it)
+PAIR_ERRORS_VERSION = 1  # the stored per-triplet faithfulness errors, unchanged by the rows' version
 CLAIM_COLUMNS = ["finding", "attribute", "claim", "measure", "value", "lo", "hi", "threshold", "n", "unit", "verdict",
                  "note", "figure"]
 FINDINGS = {
-    1: "per-token ||Delta_PS|| spread",
+    1: "per-token ||Delta_PS|| spread, and the strength along its mean direction",
     2: "PSR vs constant steering at equal coherence",
     3: "single-layer constant vector overshoots at its layer, repaired downstream",
     4: "A-PSR tracks the prompt more closely than a paraphrase (middle layers on)",
@@ -90,7 +102,10 @@ class ClaimsConfig:
             empty: skip finding 5).
         if_n_train, if_n_test, if_rank, if_layers: instruction following's training questions,
             test questions, the rank of "rank-r PSR" and where PSR acts (``None``: every layer).
-        spread_threshold: the p90/p10 ratio finding 1 calls "an order of magnitude".
+        spread_threshold: the p90/p10 ratio finding 1 calls "an order of magnitude" (of the norm
+            and of the coefficient along the mean direction alike).
+        share_threshold: the share of ``sum_t ||D_t||^2`` along the mean direction above which
+            finding 1 calls the change one-directional (the paper's Assumption 3.1).
         n_boot: bootstrap resamples of every interval.
     """
 
@@ -105,6 +120,7 @@ class ClaimsConfig:
     if_max_new_tokens: int = 48
     if_steps: int = 200
     spread_threshold: float = 10.0
+    share_threshold: float = 0.5
     n_boot: int = 1000
 
     def __post_init__(self) -> None:
@@ -116,6 +132,7 @@ class ClaimsConfig:
         unknown = [a for a in self.attributes if a not in known]
         if unknown:
             raise ValueError(f"unknown attribute(s) {unknown}; bundled: {sorted(known)}")
+        check_field(self, "share_threshold", check_number, above=0, below=1)
         if self.n_boot < 10:
             raise ValueError(f"n_boot must be >= 10, got {self.n_boot}")
         needed = {"Const-DiM", "S-PSR", "A-Const-DiM", "A-PSR"} - set(self.experiment.methods)
@@ -224,6 +241,119 @@ def spread_rows(table: pd.DataFrame, attribute, figures: Path, config: ClaimsCon
     path = _write_figure(fig, figures, f"f1-{name}")
     return [_row(1, name, f"p90/p10 of per-token ||Delta_PS|| > {config.spread_threshold:g}",
                  "median over layers of p90/p10", stat, config.spread_threshold, ">", "responses", note, path)]
+
+
+def assumption_rows(assumptions, attribute, figures: Path, config: ClaimsConfig, readings: pd.DataFrame | None = None,
+                    why: str = "") -> list[dict]:
+    """Finding 1's coefficient and share rows, from :func:`~workbench.evaluation.assumptions.measure_assumptions`
+    on the held-out triplets (``None``: not measured, for the reason ``why``); ``readings``: the
+    PSRs' :func:`~workbench.evaluation.lambda_reading.lambda_reading` rows, summed up in the note."""
+    name = attribute.name
+    coef_claim = f"p90/p10 of per-token |c_t| along the mean direction > {config.spread_threshold:g}"
+    coef_measure = "median over layers of p90/p10 of |c_t| (held out)"
+    share_claim = f"share of sum ||Delta_PS||^2 along the mean direction > {config.share_threshold:g} (Assumption 3.1)"
+    share_measure = "median over layers of the held-out share along z"
+    if assumptions is None:
+        return [_row(1, name, coef_claim, coef_measure, {}, config.spread_threshold, ">", "held-out responses",
+                     f"not measured: {why}"),
+                _row(1, name, share_claim, share_measure, {}, config.share_threshold, ">", "held-out responses",
+                     f"not measured: {why}")]
+    a = assumptions
+    layers = a.layers
+    middle = layers[len(layers) // 2]
+    coef, norm = a.coef_spread, a.norm_spread
+
+    def shown(stat: dict, percent: bool = False) -> str:
+        fmt = (lambda v: f"{100 * v:.0f}%") if percent else (lambda v: f"{v:.3g}")
+        return f"{fmt(stat['value'])} [{fmt(stat['lo'])}, {fmt(stat['hi'])}]"
+
+    top = a.top_tokens(middle, n=5)
+    tokens = ", ".join(f"'{display_token(t)}' {x:.1f}x" for t, x in zip(top["token"], top["x_median"]))
+    note = (f"p99/p1 {shown(coef.stat('p99_p1'))}; |c_t| <= 0.1 x median on {shown(coef.stat('near_zero'), True)} "
+            f"of tokens, c_t < 0 on {shown(coef.stat('negative'), True)}; ||D|| on the same held-out tokens: p90/p10 "
+            f"{shown(norm.stat('p90_p10'))}, p99/p1 {shown(norm.stat('p99_p1'))}; largest c_t at layer {middle} "
+            f"(x median |c_t|): {tokens}")
+    if readings is not None and len(readings):
+        parts = []
+        for (method, layer), part in readings.groupby(["method", "layer"], sort=False):
+            r = part[part["measure"] == "spearman"].set_index("target")
+            parts.append(f"{method} (layer {layer}) Spearman with c_t {shown(r.loc['coefficient'])}, "
+                         f"with ||D|| {shown(r.loc['norm'])}, paired difference {shown(r.loc['coefficient - norm'])}")
+        note += "; lambda reads the strength: " + "; ".join(parts)
+    sample = int(a.top_tokens(middle, n=1)["sample"].iloc[0])
+    heat = coefficient_heatmap(a.coefficients, sample=sample,
+                               title=f"{name}: held-out response {sample}, ||Delta_PS|| and c_t along the mean direction")
+    coef_path = _write_figure(heat, figures, f"f1-coef-{name}")
+    share = a.along.set_index("layer")["share"]
+    ranks = a.ranks.set_index(["layer", "target"])
+    curve = a.curves[(a.curves["basis"] == "principal") & (a.curves["k"] == 1)]
+
+    def fmt(rank: float) -> str:
+        return f"more than {a.energies.rank}" if math.isinf(rank) else f"{rank:.0f}"
+
+    def rank_text(target: float) -> str:
+        r = ranks.loc[(middle, target)]
+        over = ranks.xs(target, level="target")["rank"]
+        spread = (f"{fmt(over.min())} at every layer" if over.min() == over.max()
+                  else f"{fmt(over.min())} to {fmt(over.max())} over layers")
+        return (f"{100 * target:.0f}% needs {fmt(r['rank'])} [{fmt(r['lo'])}, {fmt(r['hi'])}] directions at layer "
+                f"{middle} ({spread})")
+
+    share_note = (f"share along z per layer {share.min():.2f}-{share.max():.2f}; the top principal direction of the "
+                  f"training deltas holds {curve['share'].min():.2f}-{curve['share'].max():.2f} by layer band; "
+                  f"{rank_text(0.5)}; {rank_text(0.8)}; one random direction holds about 1/{a.energies.d_model}")
+    share_path = _write_figure(share_vs_k(a.curves, title=f"{name}: share of held-out ||Delta_PS||^2 held by k "
+                                          "directions of the training deltas"), figures, f"f1-share-{name}")
+    return [_row(1, name, coef_claim, coef_measure, coef.stat("p90_p10"), config.spread_threshold, ">",
+                 "held-out responses", note, coef_path),
+            _row(1, name, share_claim, share_measure, a.along_summary, config.share_threshold, ">",
+                 "held-out responses", share_note, share_path)]
+
+
+def rank_faithfulness_note(assumptions, errors: pd.DataFrame, n_layers: int, config: ClaimsConfig, seed: int,
+                           rank: int = 4) -> str:
+    """How many directions the prompt uses, next to what a rank-``rank`` A-PSR gains in
+    faithfulness over rank 1: the held-out share held by 1 and ``rank`` principal directions of
+    the training deltas and the relRMSE of ``A-PSR r<rank>`` minus ``A-PSR``, both over the layers
+    finding 4 averages (``>= n_layers // 2``), the difference with its interval over held-out triplets."""
+    name = f"A-PSR r{rank}"
+    if name not in set(errors["method"]) or "A-PSR" not in set(errors["method"]):
+        return ""
+    from_layer = n_layers // 2
+    energies = assumptions.energies
+    late = [j for j, l in enumerate(energies.layers) if l >= from_layer]
+    if not late or energies.rank < rank:
+        return ""
+    held = [float(np.mean([energies.principal[j][:, k - 1].sum() / energies.total[j].sum() for j in late]))
+            for k in (1, rank)]
+    gap = faithfulness_statistic(
+        errors, lambda c, ls: (c[name][..., ls.index(from_layer):] - c["A-PSR"][..., ls.index(from_layer):]).mean(-1),
+        n_boot=config.n_boot, seed=seed)
+    return (f"; at layers {from_layer}+ {rank} principal directions hold {held[1]:.2f} of the held-out change (1: "
+            f"{held[0]:.2f}), and {name} minus A-PSR relRMSE is {gap['value']:.3g} [{gap['lo']:.3g}, {gap['hi']:.3g}] "
+            f"(n = {gap['n']} held-out triplets)")
+
+
+def _measured_assumptions(model: LoadedModel, data, steerers: dict, layer: int, directory: Path, config: ClaimsConfig,
+                          seed: int, progress: bool):
+    """``(assumptions, lambda readings, why not)`` on the held-out triplets: their deltas are
+    extracted once under ``directory``; with fewer than two held-out responses nothing is measured."""
+    if len(data.heldout_pairs) < 2:
+        return None, None, f"{len(data.heldout_pairs)} held-out response(s); an interval needs two"
+    store = heldout_store(model, data.heldout_pairs, directory, progress=progress)
+    kw = dict(n_boot=config.n_boot, seed=seed)
+    assumptions = measure_assumptions(data.store, store, tokenizer=model.tokenizer, **kw)
+    readings = [lambda_reading(steerers[n], store, layer, **kw) for n in ("S-PSR", "A-PSR") if n in steerers]
+    readings = pd.concat(readings, ignore_index=True) if readings else None
+    claims_dir = directory / "claims"
+    per_layer = pd.concat([assumptions.coef_spread.per_layer.assign(value_of="coef"),
+                           assumptions.norm_spread.per_layer.assign(value_of="norm")], ignore_index=True)
+    for file, frame in (("assumptions-spread.csv", per_layer), ("assumptions-share.csv", assumptions.along),
+                        ("assumptions-ranks.csv", assumptions.ranks), ("assumptions-curves.csv", assumptions.curves),
+                        ("lambda-reading.csv", readings)):
+        if frame is not None:
+            atomic_write_bytes(claims_dir / file, frame.to_csv(index=False, float_format="%.6g").encode("utf-8"))
+    return assumptions, readings, ""
 
 
 def comparison_rows(comparison, name: str, figures: Path) -> list[dict]:
@@ -364,9 +494,14 @@ def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, p
         first = stored["rows"]
     else:
         first = spread_rows(token_magnitudes(data.store, m.tokenizer), attribute, figures, config, seed)
+        assumptions, readings, why = _measured_assumptions(m, data, steerers, experiment.single_layer(m), run_dir,
+                                                           config, seed, progress)
+        first += assumption_rows(assumptions, attribute, figures, config, readings, why)
         variants = {n: (steerers[n], list(data.heldout_labels)) for n in ("A-PSR", "A-PSR r4", "A-PSR (joint)")
                     if n in steerers}
         errors = _stored_errors(m, data, variants, run_dir / "claims")
+        if assumptions is not None:  # the share row also says what rank 4 buys in faithfulness
+            first[-1]["note"] += rank_faithfulness_note(assumptions, errors, m.n_layers, config, seed)
         first += faithfulness_rows(errors, name, experiment.single_layer(m), m.n_layers, figures, config, seed,
                                    findings=(4,))
         write_cached(partial, {"unit": name, "findings": [1, 4], "rows": first})
@@ -387,7 +522,7 @@ def _attribute_unit(model: _Model, attribute, config: ClaimsConfig, out: Path, p
 
 
 def _stored_errors(model: LoadedModel, data, measured: dict, directory: Path) -> pd.DataFrame:
-    key = fingerprint(CLAIMS_VERSION, model.model_id, pairs_fingerprint(data.heldout_pairs),
+    key = fingerprint(PAIR_ERRORS_VERSION, model.model_id, pairs_fingerprint(data.heldout_pairs),
                       pairs_fingerprint(data.paraphrase_pairs or []),
                       {n: [steerer_fingerprint(s), a if isinstance(a, float) else list(a)] for n, (s, a) in sorted(measured.items())})
     return cached(directory / f"pair-errors-{key}.parquet",

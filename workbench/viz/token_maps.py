@@ -1,7 +1,9 @@
 """Token heat maps: one response as text, each token coloured by a per-token value, per layer.
 
 :func:`token_heatmap` draws the response as it reads (wrapped lines, one row per layer);
-:func:`layer_token_heatmap` puts layers on y and token positions on x; and
+:func:`layer_token_heatmap` puts layers on y and token positions on x;
+:func:`coefficient_heatmap` puts the norm and the signed coefficient along a direction one above
+the other (log scale, and a diverging scale centred at 0); and
 :func:`magnitude_distribution` shows how the values spread across tokens, per layer. Each takes a
 tidy table (``layer, position, token, <value>``, as from
 :func:`workbench.activations.deltas.token_magnitudes` or a lambda table) and returns a
@@ -24,11 +26,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from workbench.viz.checks import numeric_column, require_columns
 from workbench.viz.theme import DIVERGING, SEQUENTIAL, TEMPLATE
 
-__all__ = ["display_token", "layer_token_heatmap", "magnitude_distribution", "token_heatmap"]
+__all__ = ["coefficient_heatmap", "display_token", "layer_token_heatmap", "magnitude_distribution", "token_heatmap"]
 
 _SPECIAL = re.compile(r"^(<\|[^<>]*\|>|</?s>|<(unk|pad|bos|eos|mask)>)$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -312,6 +315,65 @@ def layer_token_heatmap(
                    tickangle=-45, tickfont=dict(size=TOKEN_LABEL_SIZE), showgrid=False, title=dict(text="token"),
                    automargin=True),
         yaxis=dict(title=dict(text="layer"), autorange="reversed", showgrid=False),
+    )
+    return fig
+
+
+def coefficient_heatmap(
+    table: pd.DataFrame, sample=None, layers: Sequence[int] | None = None, norm: str = "norm", coef: str = "coef",
+    per_layer: bool = True, title: str | None = None,
+) -> go.Figure:
+    """``||Delta_PS||`` and its signed coefficient along a direction, for one response: two heat maps,
+    one above the other, layers on y and the same tokens on x.
+
+    The top panel is the norm on a log scale (as :func:`layer_token_heatmap`); the bottom one is
+    ``c_t = <D_t, z>`` on a diverging scale centred at 0 (red: pushed along ``z``, blue: against
+    it, white: left alone along ``z``, however large its norm). With ``per_layer`` each layer is
+    divided by its own median norm (top) and its own largest ``|c_t|`` (bottom), since both grow
+    with depth. Hover shows the raw values.
+
+    Args:
+        table: columns ``layer, position, token, <norm>, <coef>``, optionally ``sample, is_header``
+            (as from :func:`workbench.activations.directions.coefficient_table`).
+
+    Example:
+        >>> import pandas as pd
+        >>> table = pd.DataFrame({"layer": [0, 0, 0], "position": [0, 1, 2], "token": ["Arr", " matey", "!"],
+        ...                       "norm": [2.0, 8.0, 1.0], "coef": [1.5, 7.0, -0.5]})
+        >>> fig = coefficient_heatmap(table, per_layer=False)
+        >>> [trace.coloraxis for trace in fig.data], fig.layout.coloraxis2.cmid
+        (['coloraxis', 'coloraxis2'], 0.0)
+        >>> fig.data[1].z.tolist()  # the signed coefficient, as measured
+        [[1.5, 7.0, -0.5]]
+    """
+    what = "coefficient_heatmap"
+    require_columns(table, [coef], what)
+    sample, layers, positions, tokens, header, size = _one_response(table, norm, sample, layers, what)
+    signed = _one_response(table, coef, sample, layers, what)[5]
+    groups = np.repeat(np.asarray(layers)[:, None], len(positions), 1) if per_layer else None
+    z_norm, axis_norm = _colour(size, groups, "log", norm)
+    z_coef, axis_coef = _colour(signed, groups, "diverging", coef)
+    axis_norm["colorbar"].update(y=1.0, yanchor="top", len=0.48)
+    axis_coef["colorbar"].update(y=0.0, yanchor="bottom", len=0.48)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=(f"||D|| ({norm})", f"coefficient along z ({coef}), signed"))
+    step = max(1, math.ceil(len(positions) / 90))
+    y = [f"L{layer}" for layer in layers]
+    for row, (z, raw, name, axis) in enumerate(((z_norm, size, norm, "coloraxis"), (z_coef, signed, coef, "coloraxis2")), 1):
+        fig.add_trace(go.Heatmap(
+            x=positions, y=y, z=z, coloraxis=axis, customdata=_hover_cells(positions, tokens, header, raw, layers),
+            name=name, hovertemplate=("<b>%{customdata[0]}</b><br>position %{x}, layer %{customdata[2]}"
+                                      f"<br>{html.escape(name)} = %{{customdata[1]}}<extra></extra>")), row=row, col=1)
+        fig.update_yaxes(title=dict(text="layer"), autorange="reversed", showgrid=False, row=row, col=1)
+    fig.update_xaxes(showgrid=False, tickvals=positions[::step], row=1, col=1, showticklabels=False)
+    fig.update_xaxes(showgrid=False, tickvals=positions[::step], tickangle=-45, tickfont=dict(size=TOKEN_LABEL_SIZE),
+                     ticktext=[_label(t, h) for t, h in zip(tokens, header)][::step], title=dict(text="token"),
+                     automargin=True, row=2, col=1)
+    default = "||Delta_PS|| and its coefficient along z" + (f", sample {sample}" if sample is not None else "")
+    fig.update_layout(
+        template=TEMPLATE, title=dict(text=default if title is None else title), coloraxis=axis_norm,
+        coloraxis2=axis_coef, width=max(600, min(2400, 160 + 24 * len(positions[::step]))),
+        height=max(520, 300 + 36 * len(layers)),
     )
     return fig
 
