@@ -10,7 +10,8 @@ import importlib
 
 import pytest
 
-MODULES = ["workbench", "workbench.core.fingerprint", "workbench.core.generation", "workbench.data.attributes",
+MODULES = ["workbench", "workbench.core.fingerprint", "workbench.core.generation", "workbench.core.identity",
+           "workbench.core.templates", "workbench.data.attributes",
            "workbench.steering.api", "workbench.steering.names", "workbench.steering.steerer",
            "workbench.steering.gates"]
 
