@@ -3,7 +3,11 @@
 For an attribute and a split, every question is paired with one of the attribute's instructions
 (rotating through them), ``y'`` is sampled from ``x'`` in batches, and both judges score it. All
 samples are stored, with a ``kept`` flag for the successful coherent ones (both judges >= the
-threshold, 50 by default): their attribute scores become the soft labels ``alpha`` of training.
+threshold, 50 by default) that do not merely echo the instruction (:mod:`workbench.judges.echo`:
+weak and base models often write the instruction out again, which a word-list judge scores as a
+perfect persona): their attribute scores become the soft labels ``alpha`` of training. Every other
+sample says why in ``rejected`` (``"empty"``, ``"attribute"``, ``"coherence"`` or ``"echo"``, the
+first that applies), and :func:`summarize` counts them.
 
 The table (``triplets.parquet``, one row per sample) holds everything needed to rebuild the run:
 questions, instructions, placement, prompt and response token ids, scores, seeds and model id.
@@ -29,6 +33,7 @@ from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
 from workbench.judges.base import success
+from workbench.judges.echo import EchoFilter
 from workbench.judges.offline import CoherenceJudge
 
 TRIPLETS_FORMAT_VERSION = 1
@@ -127,6 +132,8 @@ class TripletSet:
             raise ValueError(f"{meta_path} is triplet format {meta.get('format_version')!r}, expected {TRIPLETS_FORMAT_VERSION}")
         table_path = directory / TABLE_NAME
         table = pd.read_parquet(table_path) if table_path.exists() else _empty_table()
+        if "echo" not in table.columns:  # a run stored before the echo filter: its verdicts are redone
+            table = mark_verdicts(table, EchoFilter(), meta.get("config", {}).get("threshold", 50.0))
         return cls(table, meta)
 
 
@@ -134,7 +141,33 @@ _COLUMNS = [
     "attribute", "split", "question_index", "question", "instruction_index", "instruction", "placement",
     "sample_index", "seed", "sample_seed", "model_id", "base_prompt_ids", "steered_prompt_ids", "header_len",
     "response_ids", "response", "attr_score", "attr_reason", "coh_score", "coh_reason", "kept", "soft_label",
+    "echo", "rejected",
 ]
+REJECTIONS = ("empty", "attribute", "coherence", "echo")
+_VERDICTS = ("kept", "echo", "rejected")
+
+
+def _rejection(attr: float | None, coh: float | None, text: str, echo: bool, threshold: float) -> str:
+    """Why a sample is not kept ("" when it is): the first of :data:`REJECTIONS` that applies."""
+    if not text:
+        return "empty"
+    if attr is None or attr != attr or attr < threshold:
+        return "attribute"
+    if not success(attr, coh, threshold):
+        return "coherence"
+    return "echo" if echo else ""
+
+
+def mark_verdicts(table: pd.DataFrame, echoes: EchoFilter | None, threshold: float) -> pd.DataFrame:
+    """The table with ``echo``, ``rejected`` and ``kept`` worked out again from each row's scores
+    and texts (``echoes=None``: no echo filter)."""
+    table = table.copy()
+    echo = [echoes is not None and bool(r) and echoes.is_echo(i, r) for i, r in zip(table["instruction"], table["response"])]
+    table["echo"] = pd.Series(echo, index=table.index, dtype=bool)
+    table["rejected"] = [_rejection(a, c, r, e, threshold)
+                         for a, c, r, e in zip(table["attr_score"], table["coh_score"], table["response"], echo)]
+    table["kept"] = table["rejected"] == ""
+    return table
 
 
 def _empty_table() -> pd.DataFrame:
@@ -169,6 +202,7 @@ def build_triplets(
     config: TripletConfig = TripletConfig(),
     *,
     coherence: CoherenceJudge | None = None,
+    echoes: EchoFilter | None = EchoFilter(),
     progress: bool = True,
 ) -> TripletSet:
     """Sample, judge and store prompt-steered triplets; resume an interrupted run.
@@ -177,7 +211,10 @@ def build_triplets(
         attribute: a bundled attribute name or an :class:`Attribute` (e.g. from ``make_attribute``).
         directory: where ``triplets.parquet`` and ``triplets.json`` go.
         coherence: the coherence judge (default: heuristics blended with the response's
-            likelihood under ``model``).
+            likelihood under ``model``; pass ``CoherenceJudge(logprob_fn=logprob_fn(other))`` for
+            an independent judge model).
+        echoes: the filter that rejects responses repeating the instruction (``None``: off). The
+            verdicts of stored samples are worked out again with it.
     """
     attribute = load_attribute(attribute)
     config = replace(config, placement=resolve_placement(model.tokenizer, config.placement, announce=True))
@@ -225,7 +262,8 @@ def build_triplets(
         for (qi, q, ii, ins, s), (bp, header_len), (sp, _), seed, ids, text, a, c in zip(
             batch, base_prompts, steered_prompts, seeds, responses, texts, attr_scores, coh_scores
         ):
-            kept = success(a, c, config.threshold) and len(text) > 0
+            echo = echoes is not None and bool(text) and echoes.is_echo(ins, text)
+            rejected = _rejection(a.value, c.value, text, echo, config.threshold)
             rows.append({
                 "attribute": attribute.name, "split": config.split, "question_index": qi, "question": q,
                 "instruction_index": ii, "instruction": ins, "placement": config.placement,
@@ -233,11 +271,15 @@ def build_triplets(
                 "base_prompt_ids": bp, "steered_prompt_ids": sp, "header_len": header_len,
                 "response_ids": ids, "response": text,
                 "attr_score": a.value, "attr_reason": a.reason, "coh_score": c.value, "coh_reason": c.reason,
-                "kept": bool(kept), "soft_label": (a.value / 100.0) if a.value is not None else None,
+                "kept": rejected == "", "soft_label": (a.value / 100.0) if a.value is not None else None,
+                "echo": echo, "rejected": rejected,
             })
         table = pd.DataFrame(rows, columns=_COLUMNS)
         _save_table(table, directory / TABLE_NAME)
-    table = pd.DataFrame(rows, columns=_COLUMNS)
+    stored = pd.DataFrame(rows, columns=_COLUMNS)
+    table = mark_verdicts(stored, echoes, config.threshold)  # stored samples judged by this call's echo filter
+    if not table[list(_VERDICTS)].equals(stored[list(_VERDICTS)]):
+        _save_table(table, directory / TABLE_NAME)
     order = {(w[1], w[3], w[4]): i for i, w in enumerate(work)}
     keys = zip(table["question"], table["instruction"], table["sample_index"])
     table = table.assign(_order=[order.get(k, -1) for k in keys])
@@ -254,4 +296,5 @@ def summarize(triplets: TripletSet) -> dict:
         "success_rate": triplets.success_rate,
         "attr_mean": float(pd.to_numeric(t["attr_score"]).mean()) if len(t) else float("nan"),
         "coh_mean": float(pd.to_numeric(t["coh_score"]).mean()) if len(t) else float("nan"),
+        "rejected": {reason: int((t["rejected"] == reason).sum()) if "rejected" in t else 0 for reason in REJECTIONS},
     }
