@@ -11,7 +11,7 @@ import importlib
 import pytest
 
 MODULES = ["workbench", "workbench.core.fingerprint", "workbench.core.generation", "workbench.core.identity",
-           "workbench.core.templates", "workbench.judges.echo", "workbench.data.attributes",
+           "workbench.core.templates", "workbench.judges.echo", "workbench.data.echoes", "workbench.data.attributes",
            "workbench.steering.api", "workbench.steering.names", "workbench.steering.steerer",
            "workbench.steering.gates"]
 

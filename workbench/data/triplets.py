@@ -32,7 +32,7 @@ from workbench.core.generation import SamplingConfig, generate
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
-from workbench.judges.base import success
+from workbench.data.echoes import REJECTIONS, VERDICTS, mark_verdicts, rejection
 from workbench.judges.echo import EchoFilter
 from workbench.judges.offline import CoherenceJudge
 
@@ -143,33 +143,6 @@ _COLUMNS = [
     "response_ids", "response", "attr_score", "attr_reason", "coh_score", "coh_reason", "kept", "soft_label",
     "echo", "rejected",
 ]
-REJECTIONS = ("empty", "attribute", "coherence", "echo")
-_VERDICTS = ("kept", "echo", "rejected")
-
-
-def _rejection(attr: float | None, coh: float | None, text: str, echo: bool, threshold: float) -> str:
-    """Why a sample is not kept ("" when it is): the first of :data:`REJECTIONS` that applies."""
-    if not text:
-        return "empty"
-    if attr is None or attr != attr or attr < threshold:
-        return "attribute"
-    if not success(attr, coh, threshold):
-        return "coherence"
-    return "echo" if echo else ""
-
-
-def mark_verdicts(table: pd.DataFrame, echoes: EchoFilter | None, threshold: float) -> pd.DataFrame:
-    """The table with ``echo``, ``rejected`` and ``kept`` worked out again from each row's scores
-    and texts (``echoes=None``: no echo filter)."""
-    table = table.copy()
-    echo = [echoes is not None and bool(r) and echoes.is_echo(i, r) for i, r in zip(table["instruction"], table["response"])]
-    table["echo"] = pd.Series(echo, index=table.index, dtype=bool)
-    table["rejected"] = [_rejection(a, c, r, e, threshold)
-                         for a, c, r, e in zip(table["attr_score"], table["coh_score"], table["response"], echo)]
-    table["kept"] = table["rejected"] == ""
-    return table
-
-
 def _empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: [] for c in _COLUMNS})
 
@@ -263,7 +236,7 @@ def build_triplets(
             batch, base_prompts, steered_prompts, seeds, responses, texts, attr_scores, coh_scores
         ):
             echo = echoes is not None and bool(text) and echoes.is_echo(ins, text)
-            rejected = _rejection(a.value, c.value, text, echo, config.threshold)
+            rejected = rejection(a.value, c.value, text, echo, config.threshold)
             rows.append({
                 "attribute": attribute.name, "split": config.split, "question_index": qi, "question": q,
                 "instruction_index": ii, "instruction": ins, "placement": config.placement,
@@ -278,7 +251,7 @@ def build_triplets(
         _save_table(table, directory / TABLE_NAME)
     stored = pd.DataFrame(rows, columns=_COLUMNS)
     table = mark_verdicts(stored, echoes, config.threshold)  # stored samples judged by this call's echo filter
-    if not table[list(_VERDICTS)].equals(stored[list(_VERDICTS)]):
+    if not table[list(VERDICTS)].equals(stored[list(VERDICTS)]):
         _save_table(table, directory / TABLE_NAME)
     order = {(w[1], w[3], w[4]): i for i, w in enumerate(work)}
     keys = zip(table["question"], table["instruction"], table["sample_index"])
