@@ -253,6 +253,12 @@ def wrap_model(hf_model: Any, tokenizer: Any, *, model_id: str, bridge_name: str
     """
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if "add_bos_token" not in tokenizer.init_kwargs and tokenizer.bos_token_id is not None:
+        probe = tokenizer("a")["input_ids"]
+        if probe and probe[0] == tokenizer.bos_token_id:
+            # It does prepend its bos (Gemma's does without saying so): say it, or the bridge loads the
+            # tokenizer again from disk to get one that does (20 s for Gemma-3's 262k-token vocabulary).
+            tokenizer.init_kwargs["add_bos_token"] = True
     if not getattr(hf_model.config, "architectures", None):
         hf_model.config.architectures = [type(hf_model).__name__]  # what the bridge dispatches on
     architecture = hf_model.config.architectures[0]
