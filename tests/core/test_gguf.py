@@ -131,6 +131,8 @@ def test_bad_templates_are_clear_errors(tmp_path):
     path, _, _ = write_tiny_gguf(tmp_path / "bare.gguf", chat_template=False)
     with pytest.raises(ValueError, match=r"unknown chat template 'gemma-7'.*\['chatml', 'gemma2', 'gemma3'"):
         load_model(str(path), chat_template="gemma-7", progress=False)
+    with pytest.raises(ValueError, match="unknown chat template"):  # refused before anything is loaded
+        load_model(str(tmp_path / "absent.gguf"), chat_template="gemma-7", progress=False)
     with pytest.raises(FileNotFoundError, match="no chat template file at .*missing.jinja"):
         load_model(str(path), chat_template=str(tmp_path / "missing.jinja"), progress=False)
     with pytest.raises(ValueError, match="the given Jinja template renders no assistant turn"):

@@ -61,7 +61,7 @@ from workbench.core.sources import (
     local_checkpoint,
     looks_local,
 )
-from workbench.core.templates import attach_chat_template
+from workbench.core.templates import resolve_chat_template, set_chat_template
 from workbench.core.tiny import build_tiny_model
 
 __all__ = ["EMBEDDED_MODEL", "GEMMA_MODEL", "KNOWN_MODELS", "LoadedModel", "TINY_MODEL", "check_model_cache",
@@ -200,6 +200,9 @@ def load_model(
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     name = name.strip()
     check_dtype(device if device_map is None else map_devices(device_map), dtype)
+    if name in _GEMMA_ALIASES and chat_template is None:
+        chat_template = "gemma3"  # its GGUF carries none
+    template = resolve_chat_template(chat_template) if chat_template is not None else None  # before any loading
     tiny = name == TINY_MODEL or name in FAMILIES
     if tiny:
         build = build_tiny_model if name == TINY_MODEL else lambda **kw: build_family_model(name, **kw)
@@ -212,7 +215,7 @@ def load_model(
             directory, bridge_name = gguf_model_dir(embedded_gguf_path(), progress=progress), EMBEDDED_HF_NAME
         elif name in _GEMMA_ALIASES:
             directory = gemma_model_dir(progress=progress)
-            bridge_name, chat_template = str(directory), chat_template or "gemma3"
+            bridge_name = str(directory)
         elif looks_local(name):
             kind, path = local_checkpoint(name)
             directory = gguf_model_dir(path, progress=progress) if kind == "gguf" else path
@@ -220,12 +223,12 @@ def load_model(
         else:
             directory = bridge_name = name
         hf_model, tokenizer = _from_pretrained(directory, dtype, device_map, offload_folder)
-    if chat_template is not None:
-        attach_chat_template(tokenizer, chat_template)
+    if template is not None:
+        set_chat_template(tokenizer, *template)
     if device_map is None:
         hf_model = hf_model.to(device=device, dtype=dtype)
     hf_model = hf_model.eval()
-    if tiny and chat_template is None:
+    if tiny and template is None:
         model_id = f"{name}-L{n_layers}-s{seed}"
     else:
         model_id = model_id_of(hf_model, tokenizer)

@@ -29,7 +29,7 @@ from typing import Any
 from workbench.core.chat import prompt_ids
 from workbench.core.families import CHAT_TEMPLATES
 
-__all__ = ["attach_chat_template", "check_chat_template", "resolve_chat_template", "template_names"]
+__all__ = ["attach_chat_template", "check_chat_template", "resolve_chat_template", "set_chat_template", "template_names"]
 
 
 def template_names() -> list[str]:
@@ -81,7 +81,11 @@ def check_chat_template(tokenizer: Any, label: str = "the chat template") -> Non
 def attach_chat_template(tokenizer: Any, spec: str | Path) -> str:
     """Set the tokenizer's chat template from ``spec`` and check it; returns what it was (for messages).
     On a template that fails the check the tokenizer keeps the template it had."""
-    text, label = resolve_chat_template(spec)
+    return set_chat_template(tokenizer, *resolve_chat_template(spec))
+
+
+def set_chat_template(tokenizer: Any, text: str, label: str) -> str:
+    """:func:`attach_chat_template` for a template already resolved (``text``, ``label``)."""
     before = tokenizer.chat_template
     tokenizer.chat_template = text
     try:
