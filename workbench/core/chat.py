@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
+from workbench.core.families import CHAT_TEMPLATES
+
 log = logging.getLogger(__name__)
 
 Placement = Literal["system", "user", "auto"]
@@ -125,7 +127,9 @@ def _require_template(tokenizer: Any) -> None:
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             f"the tokenizer of {_tokenizer_name(tokenizer)!r} has no chat template; the workbench needs one to build "
-            "x and x' (use an instruction-tuned model, or set tokenizer.chat_template)"
+            "x and x'. Attach one when loading: load_model(name, chat_template=...) with one of "
+            f"{sorted(CHAT_TEMPLATES)} (e.g. 'gemma3' for a Gemma-3 GGUF), a Jinja template string or a file "
+            "holding one (or set tokenizer.chat_template yourself)"
         )
 
 
@@ -184,26 +188,51 @@ def _header_len(tokenizer: Any, messages: list[dict], with_header: list[int], wi
     )
 
 
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>", "<|endoftext|>",
-                      "<|end_of_text|>", "<eos>")
+_ANSWER, _NEXT = "WORKBENCH-ANSWER-7f3a", "WORKBENCH-NEXT-9c1e"
 
 
 def end_of_turn_ids(tokenizer: Any, generation_config: Any = None) -> set[int]:
-    """Token ids that end an assistant turn: the tokenizer's eos, the end-of-turn tokens of the known
-    families that this vocabulary has (ChatML ``<|im_end|>``, Llama-3 ``<|eot_id|>``, Gemma
-    ``<end_of_turn>``, Phi-3 ``<|end|>``, Mistral ``</s>``, ...), and the model's
-    ``generation_config.eos_token_id`` (an int or a list: Llama-3 and Gemma list several).
+    """Token ids that end an assistant turn, read from the model itself, not from a shared list:
 
-    Real Gemma tokenizers say ``<eos>`` is their eos while a turn ends with ``<end_of_turn>``;
-    stopping on the eos alone would run every answer to the length limit.
+    - the tokenizer's eos and the generation config's ``eos_token_id`` (an int or a list: Llama-3
+      and Gemma list several);
+    - the special tokens the chat template writes between an answer and the next question: its
+      end-of-turn token (ChatML ``<|im_end|>``, Gemma ``<end_of_turn>``, Llama-3 ``<|eot_id|>``,
+      Phi-3 ``<|end|>``, Mistral's eos) and the tokens that open the next turn, which a model that
+      follows the format poorly (a base model) writes instead (Gemma ``<start_of_turn>``).
+
+    So a token that is special in one family and ordinary text in another is a stop only where the
+    model says so: ``</s>`` ends a Mistral turn, but in Gemma-3 it is id 212, the HTML strikethrough
+    close, and generation runs on through it.
     """
     ids = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
-    vocab = tokenizer.get_vocab()
-    ids |= {int(vocab[t]) for t in END_OF_TURN_TOKENS if t in vocab}
     configured = getattr(generation_config, "eos_token_id", None)
     if configured is not None:
         ids |= {int(i) for i in (configured if isinstance(configured, (list, tuple)) else [configured])}
-    return ids
+    return ids | turn_boundary_ids(tokenizer)
+
+
+def turn_boundary_ids(tokenizer: Any) -> set[int]:
+    """The special token ids the chat template writes after an assistant answer, up to the next
+    user message (empty without a template, or for one that writes no special tokens there)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return set()
+    turns = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": _ANSWER},
+             {"role": "user", "content": _NEXT}]
+    text = None
+    for messages in (turns, turns[:2]):
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False)
+            break
+        except Exception:  # a template that takes no closing user turn, or raises on this conversation
+            continue
+    if not text or _ANSWER not in text:
+        return set()
+    after = text[text.index(_ANSWER) + len(_ANSWER):]
+    between = after[: after.index(_NEXT)] if _NEXT in after else after
+    special = {int(i) for i in tokenizer.all_special_ids}
+    special |= {int(i) for i, token in tokenizer.added_tokens_decoder.items() if token.special}
+    return {int(i) for i in tokenizer(between, add_special_tokens=False)["input_ids"] if int(i) in special}
 
 
 def encode_response(tokenizer: Any, response: str) -> list[int]:

@@ -16,7 +16,8 @@ the same bridge path as every other model: ``load_model("tiny-random-qwen2")``.
 
 The weights are drawn with a larger init than the default (as :mod:`workbench.core.tiny` does),
 so different prompts give visibly different activations. End of turn: each tokenizer's
-``eos_token`` is the family's end-of-turn token, so generation stops there.
+``eos_token`` is the family's end-of-turn token, so generation stops there. The templates are
+public, by name, in :data:`CHAT_TEMPLATES`.
 """
 
 from __future__ import annotations
@@ -105,6 +106,18 @@ PHI3_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
 )
+
+
+#: The chat templates written here, by the name ``load_model(..., chat_template=name)`` takes (for
+#: a tokenizer that has none, such as a GGUF of a base model): each family's published turn format.
+CHAT_TEMPLATES: dict[str, str] = {
+    "chatml": CHATML_TEMPLATE,
+    "llama3": LLAMA3_TEMPLATE,
+    "gemma2": GEMMA2_TEMPLATE,
+    "gemma3": GEMMA3_TEMPLATE,
+    "mistral": MISTRAL_TEMPLATE,
+    "phi3": PHI3_TEMPLATE,
+}
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,9 @@ def check_sampling_fields(config) -> None:
 
 
 def stop_token_ids(tokenizer, generation_config=None) -> set[int]:
-    """End-of-turn ids: the tokenizer's eos, the known families' end-of-turn tokens its vocabulary
-    has, and the model's configured eos ids (see :func:`workbench.core.chat.end_of_turn_ids`)."""
+    """End-of-turn ids, from the model itself: the tokenizer's eos, the generation config's eos ids,
+    and the special tokens its chat template writes between an answer and the next question (see
+    :func:`workbench.core.chat.end_of_turn_ids`)."""
     return end_of_turn_ids(tokenizer, generation_config)
 
 

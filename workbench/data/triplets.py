@@ -3,7 +3,11 @@
 For an attribute and a split, every question is paired with one of the attribute's instructions
 (rotating through them), ``y'`` is sampled from ``x'`` in batches, and both judges score it. All
 samples are stored, with a ``kept`` flag for the successful coherent ones (both judges >= the
-threshold, 50 by default): their attribute scores become the soft labels ``alpha`` of training.
+threshold, 50 by default) that do not merely echo the instruction (:mod:`workbench.judges.echo`:
+weak and base models often write the instruction out again, which a word-list judge scores as a
+perfect persona): their attribute scores become the soft labels ``alpha`` of training. Every other
+sample says why in ``rejected`` (``"empty"``, ``"attribute"``, ``"coherence"`` or ``"echo"``, the
+first that applies), and :func:`summarize` counts them.
 
 The table (``triplets.parquet``, one row per sample) holds everything needed to rebuild the run:
 questions, instructions, placement, prompt and response token ids, scores, seeds and model id.
@@ -37,7 +41,9 @@ from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel
 from workbench.core.tensor_files import CorruptFileError
 from workbench.data.attributes import SPLITS, Attribute, load_attribute
-from workbench.judges.base import judge_fingerprint, success
+from workbench.data.echoes import REJECTIONS, VERDICTS, mark_verdicts, rejection
+from workbench.judges.base import judge_fingerprint
+from workbench.judges.echo import EchoFilter
 from workbench.judges.offline import CoherenceJudge
 
 log = logging.getLogger(__name__)
@@ -142,6 +148,8 @@ class TripletSet:
             raise ValueError(f"{meta_path} is triplet format {meta.get('format_version')!r}, expected {TRIPLETS_FORMAT_VERSION}")
         table_path = directory / TABLE_NAME
         table = read_frame(table_path, legacy_ok=True) if table_path.exists() else _empty_table()
+        if "echo" not in table.columns:  # a run stored before the echo filter: its verdicts are redone
+            table = mark_verdicts(table, EchoFilter(), meta.get("config", {}).get("threshold", 50.0))
         return cls(table, meta)
 
 
@@ -149,9 +157,8 @@ _COLUMNS = [
     "attribute", "split", "question_index", "question", "instruction_index", "instruction", "placement",
     "sample_index", "seed", "sample_seed", "model_id", "base_prompt_ids", "steered_prompt_ids", "header_len",
     "response_ids", "response", "attr_score", "attr_reason", "coh_score", "coh_reason", "kept", "soft_label",
+    "echo", "rejected",
 ]
-
-
 def _empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: [] for c in _COLUMNS})
 
@@ -178,6 +185,7 @@ def build_triplets(
     config: TripletConfig = TripletConfig(),
     *,
     coherence: CoherenceJudge | None = None,
+    echoes: EchoFilter | None = EchoFilter(),
     progress: bool = True,
 ) -> TripletSet:
     """Sample, judge and store prompt-steered triplets; resume an interrupted run.
@@ -186,15 +194,20 @@ def build_triplets(
         attribute: a bundled attribute name or an :class:`Attribute` (e.g. from ``make_attribute``).
         directory: where ``triplets.parquet`` and ``triplets.json`` go.
         coherence: the coherence judge (default: heuristics blended with the response's
-            likelihood under ``model``).
+            likelihood under ``model``; pass ``CoherenceJudge(logprob_fn=logprob_fn(other))`` for
+            an independent judge model).
+        echoes: the filter that rejects responses repeating the instruction (``None``: off). The
+            verdicts of stored samples are worked out again with it.
     """
     check_instance("config", config, TripletConfig)
+    if echoes is not None:
+        check_instance("echoes", echoes, EchoFilter)
     attribute = load_attribute(attribute)
     config = replace(config, placement=resolve_placement(model.tokenizer, config.placement, announce=True))
     directory = Path(directory)
     coherence = coherence or CoherenceJudge(logprob_fn=logprob_fn(model))
     with directory_lock(directory, purpose=f"building {attribute.name} triplets"):
-        return _build(model, attribute, directory, config, coherence, progress)
+        return _build(model, attribute, directory, config, coherence, echoes, progress)
 
 
 def _stored_run(directory: Path, meta: dict) -> TripletSet:
@@ -211,7 +224,7 @@ def _stored_run(directory: Path, meta: dict) -> TripletSet:
     return previous
 
 
-def _judge_again(table: pd.DataFrame, stored: dict, judges: dict, attribute_judge, coherence, threshold: float,
+def _judge_again(table: pd.DataFrame, stored: dict, judges: dict, attribute_judge, coherence, echoes, threshold: float,
                  directory: Path) -> pd.DataFrame:
     """The stored samples scored again by every judge whose fingerprint differs from the one that
     scored them (a run written before judges were recorded: every judge), kept flags made again."""
@@ -228,14 +241,13 @@ def _judge_again(table: pd.DataFrame, stored: dict, judges: dict, attribute_judg
             scores = judge.score_batch(questions, texts)
             table[f"{column}_score"] = [s.value for s in scores]
             table[f"{column}_reason"] = [s.reason for s in scores]
-    table["kept"] = [bool(success(a, c, threshold) and len(t) > 0)
-                     for a, c, t in zip(table["attr_score"], table["coh_score"], texts)]
+    table = mark_verdicts(table, echoes, threshold)
     table["soft_label"] = [a / 100.0 if a is not None and a == a else None for a in table["attr_score"]]
     return table
 
 
 def _build(model: LoadedModel, attribute: Attribute, directory: Path, config: TripletConfig,
-           coherence, progress: bool) -> TripletSet:
+           coherence, echoes: EchoFilter | None, progress: bool) -> TripletSet:
     judges = {"attribute": judge_fingerprint(attribute.judge), "coherence": judge_fingerprint(coherence)}
     meta = {
         "format_version": TRIPLETS_FORMAT_VERSION,
@@ -247,7 +259,7 @@ def _build(model: LoadedModel, attribute: Attribute, directory: Path, config: Tr
     }
     previous = _stored_run(directory, meta)
     existing = _judge_again(previous.table, previous.meta.get("judges", {}), judges, attribute.judge, coherence,
-                            config.threshold, directory)
+                            echoes, config.threshold, directory)
     if existing is not previous.table:
         write_frame(directory / TABLE_NAME, existing)
     write_json(directory / META_NAME, meta)
@@ -279,7 +291,8 @@ def _build(model: LoadedModel, attribute: Attribute, directory: Path, config: Tr
         for (qi, q, ii, ins, s), (bp, header_len), (sp, _), seed, ids, text, a, c in zip(
             batch, base_prompts, steered_prompts, seeds, responses, texts, attr_scores, coh_scores
         ):
-            kept = success(a, c, config.threshold) and len(text) > 0
+            echo = echoes is not None and bool(text) and echoes.is_echo(ins, text)
+            rejected = rejection(a.value, c.value, text, echo, config.threshold)
             rows.append({
                 "attribute": attribute.name, "split": config.split, "question_index": qi, "question": q,
                 "instruction_index": ii, "instruction": ins, "placement": config.placement,
@@ -287,11 +300,15 @@ def _build(model: LoadedModel, attribute: Attribute, directory: Path, config: Tr
                 "base_prompt_ids": bp, "steered_prompt_ids": sp, "header_len": header_len,
                 "response_ids": ids, "response": text,
                 "attr_score": a.value, "attr_reason": a.reason, "coh_score": c.value, "coh_reason": c.reason,
-                "kept": bool(kept), "soft_label": (a.value / 100.0) if a.value is not None else None,
+                "kept": rejected == "", "soft_label": (a.value / 100.0) if a.value is not None else None,
+                "echo": echo, "rejected": rejected,
             })
         table = pd.DataFrame(rows, columns=_COLUMNS)
         write_frame(directory / TABLE_NAME, table)
-    table = pd.DataFrame(rows, columns=_COLUMNS)
+    stored = pd.DataFrame(rows, columns=_COLUMNS)
+    table = mark_verdicts(stored, echoes, config.threshold)  # stored samples judged by this call's echo filter
+    if not table[list(VERDICTS)].equals(stored[list(VERDICTS)]):
+        write_frame(directory / TABLE_NAME, table)
     order = {(w[1], w[3], w[4]): i for i, w in enumerate(work)}
     keys = zip(table["question"], table["instruction"], table["sample_index"])
     table = table.assign(_order=[order.get(k, -1) for k in keys])
@@ -308,4 +325,5 @@ def summarize(triplets: TripletSet) -> dict:
         "success_rate": triplets.success_rate,
         "attr_mean": float(pd.to_numeric(t["attr_score"]).mean()) if len(t) else float("nan"),
         "coh_mean": float(pd.to_numeric(t["coh_score"]).mean()) if len(t) else float("nan"),
+        "rejected": {reason: int((t["rejected"] == reason).sum()) if "rejected" in t else 0 for reason in REJECTIONS},
     }

@@ -321,14 +321,21 @@ class CoherenceJudge:
     With ``logprob_fn`` (``(questions, responses) -> mean log-prob per response token``, in nats),
     the mean log-prob ``lp`` maps to ``100 / (1 + exp(-(lp - lp_mid) / lp_scale))`` (defaults:
     -1.5 nats/token -> 96, -3.5 -> 50, -5 -> 8) and the final score is the weighted geometric mean
-    ``heuristic ** (1 - w) * lp_score ** w`` with ``w = logprob_weight``, so a repetitive text
-    that the model finds likely still scores low. An empty response scores 0.
+    ``heuristic ** (1 - w) * lp_score ** w`` with ``w = logprob_weight``, capped at 100 times the
+    repetition and runs factors (``loops_cap``): a loop repeats what the model just wrote, which is
+    what it finds most likely, so its likelihood must not buy back what repetition costs. A text
+    whose repetition factor is 0.4 scores at most 40 whatever its likelihood (without the cap, 63
+    at a likely -1.5 nats per token); ordinary prose (both factors 1) is not touched.
+    ``loops_cap=False`` leaves the cap out (the scores before it).
+    The likelihood may come from another model than the steered one (``logprob_fn(judge_model)``):
+    a model rating its own steered text is a conflict of interest. An empty response scores 0.
     """
 
     logprob_fn: LogprobFn | None = None
     logprob_weight: float = 0.5
     lp_mid: float = -3.5
     lp_scale: float = 0.6
+    loops_cap: bool = True
     name: str = "coherence"
 
     def __post_init__(self) -> None:
@@ -368,12 +375,18 @@ class CoherenceJudge:
         z = (mean_logprob - self.lp_mid) / self.lp_scale
         return 100.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
-    def _blend(self, heuristic: Score, lp: float) -> Score:
+    def _blend(self, response: str, heuristic: Score, lp: float) -> Score:
         assert heuristic.value is not None
         lp_value = self.logprob_score(lp)
         w = self.logprob_weight
         value = (heuristic.value / 100.0) ** (1 - w) * (lp_value / 100.0) ** w * 100.0
-        return Score(value, f"heuristic {heuristic.value:.0f}, logprob {lp:.2f} -> {lp_value:.0f}")
+        reason = f"heuristic {heuristic.value:.0f}, logprob {lp:.2f} -> {lp_value:.0f}"
+        if self.loops_cap:
+            factors = self.heuristic_factors(response)
+            cap = 100.0 * factors["repetition"] * factors["runs"]
+            if cap < value:
+                value, reason = cap, reason + f", capped at {cap:.0f} for repetition"
+        return Score(value, reason)
 
     # -- Judge interface
     def score(self, question: str, response: str) -> Score:
@@ -391,7 +404,7 @@ class CoherenceJudge:
             if len(lps) != len(todo):
                 raise ValueError(f"logprob_fn returned {len(lps)} values for {len(todo)} responses")
             for i, lp in zip(todo, lps):
-                out[i] = self._blend(heur[i], float(lp))
+                out[i] = self._blend(responses[i], heur[i], float(lp))
         return out
 
 
