@@ -58,7 +58,7 @@ print("prompt-steered:", explorer.prompted.text)
 lam = explorer.lambda_table
 at15 = lam[(lam["layer"] == 15) & ~lam["is_header"]]
 top = at15.nlargest(5, "lambda")[["position", "token", "lambda"]]
-print(top.round(3).to_string(index=False))
+print(top.round(2).to_string(index=False))
 print(f"share of the total lambda in these 5 of {len(at15)} tokens: {top['lambda'].sum() / at15['lambda'].sum():.2f}")
 
 # %% [markdown]

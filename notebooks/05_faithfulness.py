@@ -72,7 +72,7 @@ from workbench.evaluation.comparison import compare_methods, standard_methods
 comparison = compare_methods(model, data.attribute, standard_methods(steerers, plus_prompt="A-PSR"),
                              config.evaluation, cache_dir=RUN / "evaluations", progress=False)
 in_use = strengths_in_use(steerers, comparison.results, "C80")
-print({name: round(alpha, 3) for name, (_, alpha) in in_use.items()})
+print({name: round(alpha, 2) for name, (_, alpha) in in_use.items()})
 faith_in_use = faithfulness(model, data.heldout_pairs, in_use)
 both = faith_in_use[faith_in_use["method"] != "no steering"].pivot(index="layer", columns="method", values="rel_rmse")
 print(both.loc[[14, 15, 16, 20, 25, 29]].round(3).to_string())

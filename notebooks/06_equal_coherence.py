@@ -64,8 +64,8 @@ coherence_tradeoff(sweep, results=comparison.results[comparison.results["target"
 # %%
 for (method, target), search in comparison.searches.items():
     if target == "C80":
-        steps = ", ".join(f"{a:g}->{c:.0f}" for a, c in search.trace)
-        print(f"{method:13s} alpha->coherence: {steps}  => alpha {search.alpha:g} ({'reached' if search.reached else search.reason})")
+        steps = ", ".join(f"{a:.2f}->{c:.0f}" for a, c in search.trace)
+        print(f"{method:13s} alpha->coherence: {steps}  => alpha {search.alpha:.2f} ({'reached' if search.reached else search.reason})")
 
 # %% [markdown]
 # ## The table as a figure
