@@ -87,9 +87,10 @@ faithfulness_curves(pd.concat([faith, faith_in_use[faith_in_use["method"] != "no
 # **What this shows on SmolLM2-135M.** At the strength they steer with, the constant vectors are
 # far from the prompt at their own layer (relative RMSE about 3: pushed that hard they overshoot,
 # further from the prompt than not steering at all) and partly repaired downstream, as the paper
-# reports; S-PSR at its (much smaller) strength sits near 1 at its layer. The all-layer PSR stays
+# reports; S-PSR, whose search also ends at a large strength on this run (11.6), overshoots most
+# (4.7 at its layer). The all-layer PSR stays
 # closest to the prompt of all steerers, at both strengths. Unlike the paper's larger models, a
-# paraphrase of the instruction is closer still here from the middle layers on: with 26 training
+# paraphrase of the instruction is closer still here from the middle layers on: with 24 training
 # answers and a layer-by-layer fit, A-PSR does not (yet) track the prompt as well as a rewording
 # does. Joint training through the model (`"A-PSR (joint)"` in `ExperimentConfig.full()`) and more
 # data are the levers to try.
