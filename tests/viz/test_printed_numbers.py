@@ -69,18 +69,43 @@ def _planted_notebook(path: Path, prints: str, stored: str) -> None:
     nbformat.write(notebook, path)
 
 
-@pytest.mark.parametrize("prints, stored, passes", [
-    ("top ye   1.817 took 3.9 s", "top ye   1.816 took 0.2 s", True),     # last digit, and a masked timing
-    ("top ye   1.818", "top ye   1.816", False),
-    ("top yo   1.816", "top ye   1.816", False),
-])
-def test_nbval_compares_within_printed_precision(tmp_path, prints, stored, passes):
+PLANTED = {  # notebook name: (what its cell prints, its stored output, whether nbval passes it)
+    "last_digit": ("top ye   1.817 took 3.9 s", "top ye   1.816 took 0.2 s", True),  # and a masked timing
+    "two_units": ("top ye   1.818", "top ye   1.816", False),
+    "changed_word": ("top yo   1.816", "top ye   1.816", False),
+}
+
+
+@pytest.fixture(scope="module")
+def nbval_run(tmp_path_factory):
+    """One nbval run over every planted notebook (one pytest process instead of one per case):
+    its junit report, by notebook, and its output."""
+    import xml.etree.ElementTree as ET
+
+    where = tmp_path_factory.mktemp("planted")
     for name in ("conftest.py", "sanitize.cfg"):
-        shutil.copy(NOTEBOOKS / name, tmp_path / name)
-    _planted_notebook(tmp_path / "planted.ipynb", prints, stored)
+        shutil.copy(NOTEBOOKS / name, where / name)
+    for name, (prints, stored, _) in PLANTED.items():
+        _planted_notebook(where / f"{name}.ipynb", prints, stored)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "planted.ipynb", "--nbval", "--nbval-current-env", "--nbval-sanitize-with",
-         "sanitize.cfg", "-p", "no:cacheprovider", "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert (done.returncode == 0) == passes, done.stdout[-3000:] + done.stderr[-2000:]
+        [sys.executable, "-m", "pytest", *(f"{name}.ipynb" for name in PLANTED), "--nbval", "--nbval-current-env",
+         "--nbval-sanitize-with", "sanitize.cfg", "-p", "no:cacheprovider", "-q", "--junitxml=report.xml"],
+        cwd=where, capture_output=True, text=True, timeout=600)
+    cases = ET.parse(where / "report.xml").getroot().iter("testcase")
+    failed = {}
+    for case in cases:
+        name = Path(case.get("file") or case.get("classname", "")).stem or case.get("classname", "").split(".")[0]
+        bad = case.find("failure") is not None or case.find("error") is not None
+        failed[name] = failed.get(name, False) or bad
+    return failed, done
+
+
+@pytest.mark.parametrize("name", list(PLANTED))
+def test_nbval_compares_within_printed_precision(nbval_run, name):
+    failed, done = nbval_run
+    passes = PLANTED[name][2]
+    assert name in failed, f"nbval did not run {name}.ipynb: {done.stdout[-3000:]}{done.stderr[-2000:]}"
+    assert failed[name] != passes, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == (0 if all(p for *_, p in PLANTED.values()) else 1)
     if not passes:
         assert "1.816" in done.stdout  # nbval's own diff shows the stored text
