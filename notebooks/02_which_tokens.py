@@ -146,7 +146,7 @@ from workbench.evaluation.assumptions import heldout_store, measure_assumptions
 heldout = heldout_store(model, data.heldout_pairs, RUN)
 assumptions = measure_assumptions(data.store, heldout, tokenizer=model.tokenizer, n_boot=500)
 print(f"{assumptions.energies.n_responses} held-out answers, {assumptions.coef_spread.n_tokens} answer tokens")
-print(assumptions.spread_summary().round(3).to_string())
+print(assumptions.spread_summary().round(2).to_string())
 
 # %% [markdown]
 # The heat map below puts the two side by side for the held-out answer with the largest
