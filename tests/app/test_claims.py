@@ -93,6 +93,11 @@ def test_claims_on_a_tiny_model_then_a_rerun_computes_nothing(tiny_model, talky,
     with pytest.raises(AssertionError, match="recomputed"):
         run_claims(tiny_model, replace(tiny_config(), n_boot=60), tmp_path, attributes=[talky], judges=judges,
                    progress=False, log=lines.append)
+    # so is a run made by another version of the sampler
+    monkeypatch.setattr(claims, "GENERATION_VERSION", claims.GENERATION_VERSION + 1)
+    with pytest.raises(AssertionError, match="recomputed"):
+        run_claims(tiny_model.model_id, tiny_config(), tmp_path, attributes=[talky], judges=judges, progress=False,
+                   log=lines.append)
 
 
 def test_finding_1_rows_say_why_when_the_held_out_data_are_too_few(tmp_path):

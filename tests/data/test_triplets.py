@@ -78,6 +78,16 @@ def test_another_run_in_the_same_directory_is_refused(tiny_model, tmp_path):
                        coherence=ConstantJudge(90), progress=False)
 
 
+def test_triplets_of_another_sampler_version_are_refused(tiny_model, tmp_path, monkeypatch):
+    from workbench.core.generation import GENERATION_VERSION
+    from workbench.data import triplets
+
+    build_triplets(tiny_model, _attribute(), tmp_path / "t", CONFIG, coherence=ConstantJudge(90), progress=False)
+    monkeypatch.setattr(triplets, "GENERATION_VERSION", GENERATION_VERSION + 1)
+    with pytest.raises(ValueError, match=f"generation: {GENERATION_VERSION} there, {GENERATION_VERSION + 1} here"):
+        build_triplets(tiny_model, _attribute(), tmp_path / "t", CONFIG, coherence=ConstantJudge(90), progress=False)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="unknown instruction placement 'footer'"):
         TripletConfig(placement="footer")

@@ -59,6 +59,7 @@ from workbench.core.cached import cached, read_cached, write_cached
 from workbench.core.checks import check_field, check_number
 from workbench.core.files import atomic_write_bytes
 from workbench.core.fingerprint import fingerprint
+from workbench.core.generation import GENERATION_VERSION
 from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel, load_model
 from workbench.judges.base import judge_fingerprint
@@ -574,7 +575,7 @@ def run_claims(model: LoadedModel | str, config: ClaimsConfig | None = None, out
     if config.instructions is None or config.instructions:
         units.append((INSTRUCTIONS_UNIT, lambda path: _instruction_unit(holder, config, out, progress), []))
     settings = {k: v for k, v in config.to_dict().items() if k != "attributes"}
-    paths = [out / "rows" / f"{name}-{fingerprint(CLAIMS_VERSION, holder.name, name, settings, what, length=16)}.json"
+    paths = [out / "rows" / f"{name}-{fingerprint(CLAIMS_VERSION, GENERATION_VERSION, holder.name, name, settings, what, length=16)}.json"
              for name, _, what in units]
     rows, seconds, computed = [], {}, []
     start = time.perf_counter()

@@ -32,7 +32,13 @@ from workbench.core.checks import check_field, check_instance, check_int, check_
 from workbench.core.fingerprint import sample_seed
 from workbench.core.models import LoadedModel
 from workbench.core.native_path import native_model
+from workbench.core.sampling import can_decide_in_float64, float64_weights, pick_from_float64, pick_tokens
 from workbench.core.span import GateInputs, RowDecision, Span, prefill_span_mask
+
+#: Bumped when the same prompts, seeds and settings can give other tokens; every cache of generated
+#: text (triplets, evaluations, claims) is keyed on it. 2: near-ties decided in float64
+#: (:mod:`workbench.core.sampling`).
+GENERATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -139,20 +145,6 @@ def _check_cache_filled(cache, length: int) -> None:
             "agree on the cache argument, and generation would ignore the prompt. Install the versions "
             "pyproject.toml names (transformers<5.24 with transformer-lens 4.3)."
         )
-
-
-def _next_tokens(logits: torch.Tensor, config: SamplingConfig, generators: list[torch.Generator] | None) -> torch.Tensor:
-    """Pick one token per row from ``logits [batch, vocab]``."""
-    if config.temperature == 0 or generators is None:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / config.temperature, dim=-1)
-    if config.top_p < 1:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs > config.top_p
-        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    probs = probs.cpu()
-    return torch.stack([torch.multinomial(probs[row], 1, generator=g)[0] for row, g in enumerate(generators)]).to(logits.device)
 
 
 @torch.no_grad()
@@ -346,8 +338,10 @@ def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, re
         _check_cache_filled(cache, ids.shape[1])
         for span in spans:
             span.mask = None  # decode steps: every generated token is in the steered span (rows weights stay)
+        exact = _Float64Decider(model, prompts, header_lens, spans, recorder, native) \
+            if can_decide_in_float64(model.bridge.original_model) else None
         out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts),
-                      feed_last=recorder is not None, native=native)
+                      feed_last=recorder is not None, native=native, exact=exact)
     lambdas = recorder.per_row(header_lens, [len(o) for o in out]) if recorder is not None else None
     per_row = [tuple(d[row] for d in decisions) for row in range(len(prompts))] if decisions is not None else None
     return out, lambdas, per_row
@@ -363,6 +357,7 @@ class _LambdaRecorder:
 
     def __init__(self, model: LoadedModel, steerers: Sequence) -> None:
         self.model, self.steerers = model, list(steerers)
+        self.paused = False  # while a near-tie is decided again (:class:`_Float64Decider`)
         self.records: dict[tuple[int, int], list[torch.Tensor]] = {
             (i, l): [] for i, s in enumerate(self.steerers) for l in s.layers}
 
@@ -370,6 +365,8 @@ class _LambdaRecorder:
     def hooks(self):
         def reader(index: int, layer: int):
             def hook(resid, hook=None):
+                if self.paused:
+                    return resid
                 self.records[(index, layer)].append(self.steerers[index].lambdas_from_acts(layer, resid.float()).detach().cpu())
                 return resid
 
@@ -395,12 +392,67 @@ class _LambdaRecorder:
         return rows
 
 
+class _Float64Decider:
+    """The float64 logits of one row of a generating batch, for a near-tie (:mod:`workbench.core.sampling`).
+
+    The row's prompt without padding and its tokens so far go through the model once, its weights
+    in float64, with the batch's hooks in place: each span is set to that row (its gate weight, the
+    assistant header and every generated token), lambda recording paused; all is put back after.
+    """
+
+    def __init__(self, model, prompts, header_lens, spans, recorder, native) -> None:
+        self.model, self.prompts, self.header_lens = model, prompts, header_lens
+        self.spans, self.recorder, self.native = spans, recorder, native
+
+    def logits(self, rows: Sequence[int], generated: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """``[vocab]`` float64 next-token logits of each of ``rows`` after its ``generated`` tokens."""
+        device = self.model.device
+        saved = [(span.mask, span.rows) for span in self.spans]
+        if self.recorder is not None:
+            self.recorder.paused = True
+        out = []
+        try:
+            with float64_weights(self.model.bridge.original_model):
+                for row, tokens in zip(rows, generated):
+                    prompt = list(self.prompts[row])
+                    ids = torch.tensor([prompt + list(tokens)], device=device)
+                    mask = torch.ones_like(ids)
+                    if self.spans:
+                        steered = torch.zeros_like(ids, dtype=torch.bool)
+                        steered[0, len(prompt) - int(self.header_lens[row]):] = True
+                        for span, (_, weights) in zip(self.spans, saved):
+                            span.mask = steered
+                            span.rows = None if weights is None else weights[row : row + 1]
+                    positions = torch.arange(ids.shape[1], device=device)[None]
+                    logits = forward_with_cache(self.model, ids, mask, positions, new_kv_cache(self.model),
+                                                last_only=True, native=self.native)
+                    out.append(logits[0, -1].double())
+        finally:
+            for span, (mask, weights) in zip(self.spans, saved):
+                span.mask, span.rows = mask, weights
+            if self.recorder is not None:
+                self.recorder.paused = False
+        return out
+
+
+def _next_tokens(logits: torch.Tensor, config: SamplingConfig, generators, exact: _Float64Decider | None,
+                 out: list[list[int]], done: torch.Tensor) -> torch.Tensor:
+    """One token per row from ``logits [batch, vocab]``; near-ties decided in float64 when ``exact``."""
+    temperature = config.temperature if generators is not None else 0.0
+    tokens, tied, draws = pick_tokens(logits, temperature, config.top_p, generators)
+    rows = [row for row in torch.nonzero(tied & ~done.cpu()).flatten().tolist()]
+    if exact is not None and rows:
+        for row, row_logits in zip(rows, exact.logits(rows, [out[row] for row in rows])):
+            tokens[row] = pick_from_float64(row_logits, temperature, config.top_p, None if draws is None else draws[row])
+    return tokens
+
+
 def _decode(model, logits, cache, mask, positions, config, generators, n_rows, feed_last: bool = False,
-            native: torch.nn.Module | None = None) -> list[list[int]]:
+            native: torch.nn.Module | None = None, exact: _Float64Decider | None = None) -> list[list[int]]:
     """The decode loop after prefill: one new token per row per step, KV cache reused.
 
     ``feed_last``: run the final tokens through the model too (their logits are unused), so that
-    hooks see every generated token, e.g. to read lambda on it.
+    hooks see every generated token, e.g. to read lambda on it. ``exact``: decides near-ties in float64.
     """
     stops = stop_token_ids(model.tokenizer, getattr(model.bridge.original_model, "generation_config", None)) \
         if config.stop_at_end_of_turn else set()
@@ -409,7 +461,7 @@ def _decode(model, logits, cache, mask, positions, config, generators, n_rows, f
     done = torch.zeros(n_rows, dtype=torch.bool, device=logits.device)
     next_pos = positions[:, -1:] + 1
     for step in range(config.max_new_tokens):
-        token = _next_tokens(logits[:, -1, :], config, generators)
+        token = _next_tokens(logits[:, -1, :], config, generators, exact, out, done)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         for row in torch.nonzero(~done).flatten().tolist():
             out[row].append(int(token[row]))

@@ -35,7 +35,7 @@ from workbench.core.chat import PLACEMENTS, AlignedPair, align, base_prompt_text
 from workbench.core.checked_files import read_frame, read_json, write_frame, write_json
 from workbench.core.checks import check_field, check_instance, check_int, check_number
 from workbench.core.fingerprint import sample_seed
-from workbench.core.generation import SamplingConfig, check_sampling_fields, generate
+from workbench.core.generation import GENERATION_VERSION, SamplingConfig, check_sampling_fields, generate
 from workbench.core.likelihood import logprob_fn
 from workbench.core.locks import directory_lock
 from workbench.core.models import LoadedModel
@@ -167,7 +167,7 @@ def _check_same_run(directory: Path, stored: dict, wanted: dict) -> None:
     """Refuse a directory holding another run, naming only what differs; a run may grow or shrink
     along :attr:`TripletConfig.GROWABLE` (its stored samples are reused)."""
     defaults = asdict(TripletConfig())
-    differ = [f"{key}: {stored.get(key)!r} there, {wanted[key]!r} here" for key in ("attribute", "model_id")
+    differ = [f"{key}: {stored.get(key)!r} there, {wanted[key]!r} here" for key in ("attribute", "model_id", "generation")
               if stored.get(key) != wanted[key]]
     before = {**defaults, **stored.get("config", {})}  # runs written before a field existed used its default
     differ += [f"config.{f.name}: {before.get(f.name)!r} there, {wanted['config'][f.name]!r} here"
@@ -251,6 +251,7 @@ def _build(model: LoadedModel, attribute: Attribute, directory: Path, config: Tr
     judges = {"attribute": judge_fingerprint(attribute.judge), "coherence": judge_fingerprint(coherence)}
     meta = {
         "format_version": TRIPLETS_FORMAT_VERSION,
+        "generation": GENERATION_VERSION,
         "attribute": attribute.name,
         "model_id": model.model_id,
         "config": asdict(config),

@@ -49,7 +49,7 @@ from workbench.core.checks import check_field, check_instance, check_int, check_
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.locks import directory_lock
 from workbench.core.fingerprint import fingerprint
-from workbench.core.generation import SamplingConfig, check_sampling_fields, generate_answers
+from workbench.core.generation import GENERATION_VERSION, SamplingConfig, check_sampling_fields, generate_answers
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
 from workbench.data.attributes import Attribute, load_attribute
@@ -433,7 +433,7 @@ class Evaluator:
             return None
         c = self.config
         digest = fingerprint(
-            EVAL_CACHE_VERSION, self.model.model_id, self.attribute.name, method.name, method.prompt,
+            EVAL_CACHE_VERSION, GENERATION_VERSION, self.model.model_id, self.attribute.name, method.name, method.prompt,
             steerer_fingerprint(method.steerer) if method.steerer is not None else None, alpha, split,
             list(self.questions[split]), self.instruction if method.prompt else None,
             [c.max_new_tokens, c.temperature, c.top_p, c.seed],

@@ -46,7 +46,9 @@ def add_steering(steerer: Steerer, layer: int, resid: torch.Tensor, weight) -> t
         resid: ``[batch, seq, d_model]`` at ``blocks.{layer}.hook_resid_post``.
         weight: a float (alpha everywhere) or ``[batch, seq, 1]`` (alpha times the span mask).
     """
-    delta = steerer.delta(layer, resid.float())
+    # float32 at least (a bfloat16 model's steerer still computes in float32); float64 stays float64
+    # (near-ties decided in float64, workbench.core.sampling)
+    delta = steerer.delta(layer, resid if resid.dtype == torch.float64 else resid.float())
     return resid + (weight * delta).to(resid.dtype)
 
 
