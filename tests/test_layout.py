@@ -119,6 +119,23 @@ def test_imports_inside_functions_are_only_heavy_optional_ones():
     assert bad == [], "\n".join(bad)
 
 
+#: How TransformerLens' bridge holds the Hugging Face model and the modules it wraps: names only
+#: ``core`` may use (``LoadedModel.hf_model``, ``hf_config`` and ``core.models.module_name`` for the rest).
+BRIDGE_INTERNALS = ("original_model", "_original_component", "original_component")
+
+
+def test_only_core_reaches_into_the_bridge():
+    bad = []
+    for name, path in MODULES.items():
+        if name.split(".")[1:2] == ["core"]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            text = node.attr if isinstance(node, ast.Attribute) else node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and any(word in text for word in BRIDGE_INTERNALS):
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} uses {text!r}")
+    assert bad == [], "bridge internals outside core (use LoadedModel.hf_model / hf_config):\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_each_stage_names_its_public_functions(stage):
     init = PACKAGE / stage / "__init__.py"

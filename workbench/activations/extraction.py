@@ -168,7 +168,7 @@ def _stop(resid: torch.Tensor, hook=None) -> torch.Tensor:
 
 def _decoder(model: LoadedModel):
     """The wrapped model's decoder stack without the unembedding, or ``None`` (:func:`decoder_stack`)."""
-    return decoder_stack(model.bridge.original_model)
+    return decoder_stack(model.hf_model)
 
 
 @torch.no_grad()

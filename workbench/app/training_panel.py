@@ -647,7 +647,7 @@ class TrainingPanel(Displayable):
 
 def _input_embedding(model):
     """The model's input embedding module (every model pass starts there), or None."""
-    hf = getattr(getattr(model, "bridge", None), "original_model", None)
+    hf = getattr(model, "hf_model", None)
     getter = getattr(hf, "get_input_embeddings", None)
     try:
         return getter() if callable(getter) else hf

@@ -135,6 +135,19 @@ class LoadedModel:
     def dtype(self) -> torch.dtype:
         return next(self.bridge.original_model.parameters()).dtype
 
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The Hugging Face model under the bridge: its submodules are the ones the bridge calls, so a
+        change made to them (an adapter's weights, a LoRA layer) is what the bridge's forward runs.
+        The one way other stages reach it: only ``core`` knows how the bridge holds it."""
+        return self.bridge.original_model
+
+    @property
+    def hf_config(self):
+        """The Hugging Face config of the text model (a multimodal config's text part)."""
+        config = self.bridge.original_model.config
+        return getattr(config, "get_text_config", lambda: config)()
+
     def check_layers(self, layers: Iterable[int] | int | None) -> list[int]:
         """Validate layer indices (``None`` means all, an int that layer) and return them sorted and
         unique; floats and bools are refused (see :func:`workbench.core.checks.check_layers`)."""
@@ -149,6 +162,22 @@ class LoadedModel:
         """Hook name of block l's input (the residual stream after block l - 1)."""
         (layer,) = self.check_layers([layer])
         return f"blocks.{layer}.hook_resid_pre"
+
+
+#: Where a TransformerLens bridge component keeps the Hugging Face module it wraps.
+WRAPPED_ATTRIBUTE = "_original_component"
+
+
+def module_name(path: str) -> str:
+    """The last name of a module path, skipping the bridge's wrapper attribute:
+    ``...q_proj._original_component`` (a Linear wrapped by the bridge) or ``...q_proj`` -> ``q_proj``.
+
+    Example:
+        >>> module_name("model.layers.0.self_attn.q_proj._original_component"), module_name("lm_head")
+        ('q_proj', 'lm_head')
+    """
+    parts = path.split(".")
+    return parts[-2] if parts[-1] == WRAPPED_ATTRIBUTE and len(parts) > 1 else parts[-1]
 
 
 def load_model(

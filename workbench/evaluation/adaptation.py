@@ -167,8 +167,7 @@ def kv_bytes_per_token(model: LoadedModel) -> int:
     Read from the wrapped Hugging Face config (``num_key_value_heads``, ``head_dim``; falling back to
     ``num_attention_heads`` and ``hidden_size / num_attention_heads`` where a config lacks them).
     """
-    config = model.bridge.original_model.config
-    config = getattr(config, "get_text_config", lambda: config)()
+    config = model.hf_config
     n_layers = int(config.num_hidden_layers)
     n_heads = int(config.num_attention_heads)
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)

@@ -37,6 +37,7 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
+from workbench.core.models import module_name
 from workbench.core.tensor_files import TensorFile, write_tensor_file
 from workbench.core.span import Span
 from workbench.steering.alpha import check_alpha
@@ -112,7 +113,7 @@ class WeightInfo:
 
 def hf_module(model) -> nn.Module:
     """The Hugging Face model under the bridge (its submodules are the ones the bridge calls)."""
-    return model.bridge.original_model
+    return model.hf_model
 
 
 def layer_of(path: str) -> int | None:
@@ -121,17 +122,11 @@ def layer_of(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _short_name(path: str) -> str:
-    """``...q_proj._original_component`` (a Linear wrapped by the bridge) or ``...q_proj`` -> ``q_proj``."""
-    parts = path.split(".")
-    return parts[-2] if parts[-1] == "_original_component" and len(parts) > 1 else parts[-1]
-
-
 def lora_target_paths(model, targets=DEFAULT_TARGETS) -> list[str]:
     """Paths (in the Hugging Face model) of the ``nn.Linear`` layers a LoRA on ``targets`` adapts.
 
     TransformerLens' bridge replaces each HF linear layer by a ``LinearBridge`` that keeps the
-    original ``nn.Linear`` as ``_original_component`` and calls it; ``peft`` cannot wrap the bridge
+    original ``nn.Linear`` inside it (:data:`workbench.core.models.WRAPPED_ATTRIBUTE`) and calls it; ``peft`` cannot wrap the bridge
     component, so the path is the inner ``nn.Linear``, which the bridge's forward then reaches
     through the LoRA layer. Only layers inside blocks count (never ``lm_head``).
     """
@@ -140,7 +135,7 @@ def lora_target_paths(model, targets=DEFAULT_TARGETS) -> list[str]:
         raise ValueError("a LoRA needs at least one target module name, e.g. 'q_proj'")
     out = []
     for path, module in hf_module(model).named_modules():
-        if type(module) is nn.Linear and layer_of(path) is not None and _short_name(path) in targets:
+        if type(module) is nn.Linear and layer_of(path) is not None and module_name(path) in targets:
             out.append(path)
     if not out:
         raise ValueError(f"no linear layer named {list(targets)} inside the blocks of {model.model_id!r}")
