@@ -8,7 +8,7 @@ import torch
 from workbench.core import sampling
 from workbench.core.generation import SamplingConfig, generate_answers
 from workbench.core.sampling import can_decide_in_float64, float64_weights, pick_from_float64, pick_tokens
-from workbench.core.span import RowDecision
+from workbench.core.intervention import RowDecision
 
 
 def _multinomial(logits, temperature, top_p, generators):

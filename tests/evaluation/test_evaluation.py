@@ -24,9 +24,17 @@ QUESTIONS = [f"Question number {i}?" for i in range(30)]
 class FakeSteerer:
     """Stands in for a steerer: what the planted generation and the evaluation cache read."""
 
+    name = "fake"
+
     def __init__(self, strength, layers=(1,)):
         self.strength, self.layers = strength, layers
         self.info = SimpleNamespace(method="psr-mse", scope="single")
+
+    def check_model(self, model):
+        pass
+
+    def apply(self, model, alpha=1.0, span=None):
+        raise AssertionError("the planted generation never applies it")
 
     def params(self):
         return {"z": torch.tensor([self.strength])}

@@ -577,8 +577,9 @@ def test_a_judge_that_scores_nothing_does_not_stop_the_sweep(tmp_path, monkeypat
     from workbench.evaluation import comparison
 
     monkeypatch.setattr(comparison, "generate_answers", _planted_answers([]))
-    steerer = SimpleNamespace(layers=(1,), info=SimpleNamespace(method="psr-mse", scope="single"),
-                              params=lambda: {"z": torch.tensor([1.0])})
+    steerer = SimpleNamespace(name="s", layers=(1,), info=SimpleNamespace(method="psr-mse", scope="single"),
+                              params=lambda: {"z": torch.tensor([1.0])}, check_model=lambda model: None,
+                              apply=lambda model, alpha=1.0, span=None: None)  # never applied: answers are planted
     cfg = lj.LLMJudgeConfig(f"http://127.0.0.1:{_free_port()}/v1", "judge-model", max_retries=0,
                             cache_dir=tmp_path / "judge-cache")
     attribute_judge, coherence_judge = lj.make_llm_judges(cfg, "Talks like a pirate.")

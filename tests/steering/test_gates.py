@@ -10,7 +10,8 @@ import torch
 
 from workbench.core.chat import prompt_ids
 from workbench.core.generation import SamplingConfig, generate, generate_answers, generate_batch, left_pad, read_prompt_resid
-from workbench.core.span import RowDecision, Span
+from workbench.core.intervention import RowDecision
+from workbench.core.span import Span
 from workbench.steering.gates import (
     ActivationGate,
     AllGate,
@@ -202,7 +203,7 @@ def test_search_finds_a_separating_gate_on_the_tiny_model(tiny_model):
 def test_any_and_all(tiny_model):
     a, b = TextGate(lambda t: "ship" in t, "a"), TextGate(lambda t: "sea" in t, "b")
     texts = ["ship sea", "ship", "sea", "cake"]
-    from workbench.core.span import GateInputs
+    from workbench.core.intervention import GateInputs
 
     inputs = GateInputs(texts, torch.zeros(4, 1), torch.ones(4, 1), tiny_model, lambda layers: {})
     assert [d.steered for d in (a | b).decide(inputs)] == [True, True, True, False]

@@ -194,3 +194,28 @@ def test_interrupted_training_resumes_identically_and_refuses_other_settings(tin
     assert not ckpt.exists()
     assert resumed.info.history["val_losses"] == whole.info.history["val_losses"]
     assert all(torch.equal(resumed.tensors[k], whole.tensors[k]) for k in whole.tensors)
+
+
+def test_an_adapter_is_an_intervention_at_a_strength_like_a_steerer(planted, tiny_model, tiny_pairs):
+    from workbench.core.intervention import GatedIntervention, Intervention
+    from workbench.evaluation.comparison import Method
+    from workbench.steering import SteererAt, TrainConfig, train_steerer
+
+    student, _, _, _, pairs, lora = planted
+    steerer = train_steerer("psr-mse", tiny_model, 1.0, layers=1, pairs=tiny_pairs, rank=1,
+                            config=TrainConfig(steps=5, seed=0), progress=False)
+    assert isinstance(lora, Intervention) and isinstance(steerer, Intervention)
+    assert not isinstance(lora.at(0.5), Intervention) and not isinstance(lora, GatedIntervention)
+    assert lora.at(0.5) == 0.5 * lora == SteererAt(lora, 0.5)
+    prompts = [list(p.base_ids[: p.base_start + p.header_len]) for p in pairs[:3]]
+    config = SamplingConfig(max_new_tokens=8, temperature=0)
+    heads = [p.header_len for p in pairs[:3]]
+    as_value = generate_batch(student, prompts, config, steerers=[lora.at(3.0)], header_lens=heads)
+    as_pair = generate_batch(student, prompts, config, steerers=[(lora, 3.0)], header_lens=heads)
+    unsteered = generate_batch(student, prompts, config)
+    assert as_value == as_pair and as_value != unsteered
+    assert Method("LoRA", lora).has_knob
+    with pytest.raises(TypeError, match="an Intervention"):
+        Method("LoRA at a strength", lora.at(1.0))
+    with pytest.raises(TypeError, match="an Intervention"):
+        SteererAt("not a steerer", 1.0)

@@ -1,7 +1,8 @@
 """Stage 0, the model plumbing every other stage stands on: loading models (the embedded
 SmolLM2-135M, the packaged Gemma-3-270M, any GGUF file or Hugging Face checkpoint, the tiny random
 families) with an identity by content, chat templates, chat formatting and token alignment, the
-steered span and its masks, batched generation with the KV cache, likelihood, atomic files and the
+steered span and its masks, the intervention protocol (core.intervention), batched generation with
+the KV cache and its sampler, likelihood, atomic files and the
 cache root, the one fingerprint helper every cache key uses, and the checks every public input goes
 through."""
 

@@ -5,8 +5,9 @@ exactly one new position per decode step (what a steerer acting "on every genera
 needs), so that sampling is seeded per row (the same row seed gives the same sample whatever the
 batch it lands in), and so that rows stop independently at end of turn.
 
-Gated steerers (e.g. :class:`workbench.steering.gates.GatedSteerer`, taken by duck typing: anything
-with ``decide(inputs) -> [RowDecision]`` and ``steerer``, ``alpha``) are decided per row before the
+Gated steerers (any :class:`~workbench.core.intervention.GatedIntervention`, e.g.
+:class:`workbench.steering.gates.GatedSteerer`: ``decide(inputs) -> [RowDecision]``, ``steerer`` and
+``alpha``) are decided per row before the
 first generated token, from the unsteered prompt activations (one extra forward, stopped after the
 deepest layer a gate reads) or the prompt text; each row is then steered with its own weight, at
 prefill and at every decode step, in the same batch with the KV cache. A row whose weight is 0
@@ -33,7 +34,8 @@ from workbench.core.fingerprint import sample_seed
 from workbench.core.models import LoadedModel
 from workbench.core.native_path import native_model
 from workbench.core.sampling import can_decide_in_float64, float64_weights, pick_from_float64, pick_tokens
-from workbench.core.span import GateInputs, RowDecision, Span, prefill_span_mask
+from workbench.core.intervention import GatedIntervention, GateInputs, Intervention, RowDecision
+from workbench.core.span import Span, prefill_span_mask
 
 #: Bumped when the same prompts, seeds and settings can give other tokens; every cache of generated
 #: text (triplets, evaluations, claims) is keyed on it. 2: near-ties decided in float64
@@ -174,12 +176,12 @@ def generate_batch(
 
 
 def _is_gated(item) -> bool:
-    return callable(getattr(item, "decide", None))
+    return isinstance(item, GatedIntervention)
 
 
 def _is_steerer(item) -> bool:
-    """Whether ``item`` steers a model by itself (a steerer, a weight adapter, a SteererAt): it has ``apply``."""
-    return callable(getattr(item, "apply", None))
+    """Whether ``item`` steers a model by itself: an :class:`Intervention`, or one at a strength (a SteererAt)."""
+    return isinstance(item, Intervention) or isinstance(getattr(item, "steerer", None), Intervention)
 
 
 def check_steerers(steerers: Sequence) -> list:
@@ -537,7 +539,7 @@ class Generation:
         lambdas: with steerers, one ``[n_layers, header_len + len(ids), rank]`` tensor per
             steerer: the per-token lambda read at each of its layers on the header and on every
             generated token (what a heat map of the answer draws); ``None`` without steerers.
-        decisions: with gated steerers, one :class:`~workbench.core.span.RowDecision` per gated
+        decisions: with gated steerers, one :class:`~workbench.core.intervention.RowDecision` per gated
             steerer (in the order given): whether and how strongly this answer was steered, the
             gate's score, and why a gate failed; ``None`` without gated steerers.
     """

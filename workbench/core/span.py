@@ -11,14 +11,13 @@ response. Its shape in a batch depends on how the batch was built:
 
 A gated steerer acts on some rows of a batch only: ``Span.rows`` is a weight per row (``[batch]``,
 0 = that row is not steered, 1 = fully) that multiplies the mask, at prefill and at every decode
-step. :class:`GateInputs` is what a gate sees of a batch before the first generated token, and
-:class:`RowDecision` what it answers for one row.
+step (the gate itself and what it sees and answers: :mod:`workbench.core.intervention`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -84,75 +83,6 @@ class Span:
             rows = rows.to(device=resid.device, dtype=resid.dtype)[:, None, None]
             out = rows if out is None else out * rows
         return out.expand(resid.shape[0], resid.shape[1], 1)
-
-
-@dataclass(frozen=True)
-class RowDecision:
-    """A gate's answer for one row of a batch, made before the first generated token.
-
-    Attributes:
-        rule: the name of the gated steerer (or gate) that decided.
-        weight: how strongly the row is steered, in [0, 1] (0: not at all; a yes/no gate gives 0 or 1).
-        score: the gate's raw score (e.g. a cosine similarity), when it has one.
-        error: why the gate failed on this row (the row is then not steered), else None.
-    """
-
-    rule: str
-    weight: float
-    score: float | None = None
-    error: str | None = None
-
-    @property
-    def steered(self) -> bool:
-        return self.weight > 0
-
-
-def pool_prompt(resid: torch.Tensor, attention_mask: torch.Tensor, pool: str = "mean") -> torch.Tensor:
-    """One vector per prompt from left-padded activations: the mean over its real tokens, or the last.
-
-    Args:
-        resid: ``[batch, width, d]``; attention_mask: ``[batch, width]`` (1 = real token).
-    Returns:
-        ``[batch, d]`` float32.
-    """
-    if pool not in ("mean", "last"):
-        raise ValueError(f"pool must be 'mean' or 'last', got {pool!r}")
-    if pool == "last":  # left padding: the last position is always a real token
-        return resid[:, -1].float()
-    weights = attention_mask.to(device=resid.device, dtype=torch.float32)[..., None]
-    return (resid.float() * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-@dataclass
-class GateInputs:
-    """What a gate sees of one batch before the first generated token.
-
-    Attributes:
-        texts: the text of each row (the user question where known, else the decoded prompt).
-        ids, attention_mask: the left-padded prompts, ``[batch, width]``.
-        model: the model generating (a :class:`~workbench.core.models.LoadedModel`).
-        read: ``layers -> {layer: [batch, width, d_model]}``, the unsteered residual stream of the
-            prompts (one forward, stopped after the deepest layer asked for); called lazily.
-    """
-
-    texts: list[str]
-    ids: torch.Tensor
-    attention_mask: torch.Tensor
-    model: Any
-    read: Callable[[Sequence[int]], dict[int, torch.Tensor]]
-    prefetch: tuple[int, ...] = ()
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    def resid(self, layer: int) -> torch.Tensor:
-        """``[batch, width, d_model]``: the unsteered prompt activations at ``layer`` (read once)."""
-        if layer not in self._cache:
-            wanted = sorted({int(layer), *self.prefetch} - set(self._cache))
-            self._cache.update(self.read(wanted))
-        return self._cache[layer]
-
-    def pooled(self, layer: int, pool: str = "mean") -> torch.Tensor:
-        """``[batch, d_model]``: the prompt activations at ``layer`` pooled by :func:`pool_prompt`."""
-        return pool_prompt(self.resid(layer), self.attention_mask, pool)
 
 
 def aligned_span_mask(pairs: Sequence[AlignedPair], which: str = "base") -> torch.Tensor:

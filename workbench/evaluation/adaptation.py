@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 
 from workbench.core.chat import PLACEMENTS, prompt_ids
 from workbench.core.generation import SamplingConfig, generate_batch
+from workbench.core.intervention import Intervention
 from workbench.core.models import LoadedModel
 from workbench.core.native_path import forward
 from workbench.steering import Steerer, check_alpha
@@ -96,7 +97,7 @@ class Adaptation:
 
     name: str
     instruction: str | None = None
-    steerer: Steerer | None = None
+    steerer: Intervention | None = None
     alpha: float = 1.0
     n_train: int | None = None
     placement: str = "system"
@@ -111,9 +112,9 @@ class Adaptation:
         if self.instruction is not None and (not isinstance(self.instruction, str) or not self.instruction.strip()):
             raise ValueError(f"adaptation {self.name!r}: instruction must be a non-empty string or None, "
                              f"got {self.instruction!r}")
-        if self.steerer is not None and not isinstance(self.steerer, (Steerer, WeightAdapter)):
+        if self.steerer is not None and not isinstance(self.steerer, Intervention):
             raise TypeError(f"adaptation {self.name!r}: steerer must be a workbench.steering.Steerer or a "
-                            f"WeightAdapter, got {type(self.steerer).__name__}")
+                            f"WeightAdapter (an Intervention), got {type(self.steerer).__name__}")
         if self.instruction is None and self.steerer is None:
             raise ValueError(f"adaptation {self.name!r} has neither an instruction nor a steerer; the "
                              f"{BASELINE!r} row is added by compare_adaptations")
@@ -200,7 +201,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _fixed_batch(model: LoadedModel, prompts: Sequence[Sequence[int]], header_lens: Sequence[int],
-                 steerer: Steerer | None, alpha: float, new_tokens: int) -> tuple[list[list[int]], float, float]:
+                 steerer: Intervention | None, alpha: float, new_tokens: int) -> tuple[list[list[int]], float, float]:
     """Greedy generation of exactly ``new_tokens`` per prompt (no stop at end of turn) with
     :func:`workbench.core.generation.generate_batch`, timed. The prefill alone is timed by a second,
     one-token pass. Returns ``(ids, seconds, prefill_seconds)``."""

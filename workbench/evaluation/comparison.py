@@ -49,6 +49,7 @@ from workbench.core.checks import check_field, check_instance, check_int, check_
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.locks import directory_lock
 from workbench.core.fingerprint import fingerprint
+from workbench.core.intervention import Intervention
 from workbench.core.generation import GENERATION_VERSION, SamplingConfig, check_sampling_fields, generate_answers
 from workbench.core.likelihood import logprob_fn
 from workbench.core.models import LoadedModel
@@ -71,12 +72,15 @@ class Method:
     """One way to steer: a steerer (with the strength knob), the attribute instruction, or both."""
 
     name: str
-    steerer: object | None = None
+    steerer: Intervention | None = None
     prompt: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("a method needs a non-empty name")
+        if self.steerer is not None and not isinstance(self.steerer, Intervention):
+            raise TypeError(f"method {self.name!r}: steerer must be a steerer or a weight adapter (an Intervention: "
+                            f"name, layers, info, check_model, apply), got {type(self.steerer).__name__}")
 
     @property
     def has_knob(self) -> bool:

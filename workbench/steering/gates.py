@@ -1,7 +1,7 @@
 """Policy gates: per conversation, whether a steerer acts (conditional steering, as CAST does).
 
 A gate looks at each row of a batch before the first generated token and answers one
-:class:`~workbench.core.span.RowDecision` per row: a weight in [0, 1] (0: leave this row alone),
+:class:`~workbench.core.intervention.RowDecision` per row: a weight in [0, 1] (0: leave this row alone),
 the gate's score, and an error when it failed on that row. Built in:
 
 - :class:`ActivationGate`: a condition direction read at one layer (``blocks.{l}.hook_resid_post``)
@@ -38,7 +38,7 @@ from workbench.core.checked_files import read_json, write_json
 from workbench.core.files import package_version
 from workbench.core.tensor_files import TensorFile, write_tensor_file
 from workbench.core.generation import left_pad, read_prompt_resid
-from workbench.core.span import GateInputs, RowDecision, pool_prompt
+from workbench.core.intervention import GateInputs, RowDecision, pool_prompt
 from workbench.steering.steerer import Steerer, SteererAt, load_steerer
 
 GATE_FORMAT_VERSION = 2  # 2: checksums

@@ -26,6 +26,7 @@ import torch
 
 import workbench.steering.hooks as hooks
 import workbench.steering.io as io
+from workbench.core.intervention import Intervention
 from workbench.steering.alpha import check_alpha
 from workbench.steering.names import KIND_OF_METHOD, SCOPES, TRAININGS, method_name
 
@@ -307,25 +308,28 @@ def make_steerer(info: SteererInfo, z: torch.Tensor, w: torch.Tensor | None = No
 
 @dataclass(frozen=True)
 class SteererAt:
-    """A steerer at a strength: what generation, comparison and faithfulness take.
+    """An intervention (a steerer, a LoRA, a fine-tune) at a strength: what generation, comparison and
+    faithfulness take.
 
-    Made by ``steerer.at(alpha)`` or ``alpha * steerer``; ``alpha = 0`` is the unsteered model.
+    Made by ``steerer.at(alpha)`` or ``alpha * steerer`` (``adapter.at(alpha)`` alike); ``alpha = 0``
+    is the unsteered model.
     """
 
-    steerer: Steerer
+    steerer: Intervention
     alpha: float
 
     def __post_init__(self) -> None:
-        if not isinstance(self.steerer, Steerer):
-            raise TypeError(f"SteererAt needs a Steerer, got {type(self.steerer).__name__}")
+        if not isinstance(self.steerer, Intervention) or isinstance(self.steerer, SteererAt):
+            raise TypeError(f"SteererAt needs a steerer or a weight adapter (an Intervention), got "
+                            f"{type(self.steerer).__name__}")
         object.__setattr__(self, "alpha", check_alpha(self.alpha))
 
     def __iter__(self):  # unpacks like the (steerer, alpha) pairs older code passes
         return iter((self.steerer, self.alpha))
 
     def apply(self, model, span=None):
-        """Context manager: steer ``model`` at this strength (see :func:`~workbench.steering.hooks.apply`)."""
-        return hooks.apply(model, self.steerer, self.alpha, span)
+        """Context manager: steer ``model`` at this strength (the intervention's own ``apply``)."""
+        return self.steerer.apply(model, self.alpha, span)
 
     def __repr__(self) -> str:
         return f"{self.alpha:g} * {self.steerer!r}"

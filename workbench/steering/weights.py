@@ -41,6 +41,7 @@ from workbench.core.models import module_name
 from workbench.core.tensor_files import TensorFile, write_tensor_file
 from workbench.core.span import Span
 from workbench.steering.alpha import check_alpha
+from workbench.steering.steerer import SteererAt
 from workbench.steering.names import WEIGHT_METHODS, method_name
 
 WEIGHTS_FORMAT_VERSION = 2  # 2: checksums
@@ -229,6 +230,18 @@ class WeightAdapter:
     def params(self) -> dict[str, torch.Tensor]:
         """The trained tensors by name (what is saved, counted and fingerprinted)."""
         return dict(self.tensors)
+
+    def at(self, alpha: float) -> SteererAt:
+        """This adapter at strength ``alpha`` (``alpha * B @ A`` added to each adapted weight), a value
+        generation and the comparison take like a steerer's ``steerer.at(alpha)``."""
+        return SteererAt(self, check_alpha(alpha))
+
+    def __rmul__(self, alpha: float) -> SteererAt:
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+            return NotImplemented
+        return self.at(alpha)
+
+    __mul__ = __rmul__
 
     @property
     def n_params(self) -> int:
