@@ -341,7 +341,7 @@ def _generate_batch(model, prompts, config, row_seeds, steerers, header_lens, re
         for span in spans:
             span.mask = None  # decode steps: every generated token is in the steered span (rows weights stay)
         exact = _Float64Decider(model, prompts, header_lens, spans, recorder, native) \
-            if can_decide_in_float64(model.bridge.original_model) else None
+            if can_decide_in_float64(model.hf_model) else None
         out = _decode(model, logits, cache, mask, positions, config, generators, len(prompts),
                       feed_last=recorder is not None, native=native, exact=exact)
     lambdas = recorder.per_row(header_lens, [len(o) for o in out]) if recorder is not None else None
@@ -414,7 +414,7 @@ class _Float64Decider:
             self.recorder.paused = True
         out = []
         try:
-            with float64_weights(self.model.bridge.original_model):
+            with float64_weights(self.model.hf_model):
                 for row, tokens in zip(rows, generated):
                     prompt = list(self.prompts[row])
                     ids = torch.tensor([prompt + list(tokens)], device=device)
@@ -442,7 +442,7 @@ def _next_tokens(logits: torch.Tensor, config: SamplingConfig, generators, exact
     """One token per row from ``logits [batch, vocab]``; near-ties decided in float64 when ``exact``."""
     temperature = config.temperature if generators is not None else 0.0
     tokens, tied, draws = pick_tokens(logits, temperature, config.top_p, generators)
-    rows = [row for row in torch.nonzero(tied & ~done.cpu()).flatten().tolist()]
+    rows = torch.nonzero(tied & ~done.cpu()).flatten().tolist()
     if exact is not None and rows:
         for row, row_logits in zip(rows, exact.logits(rows, [out[row] for row in rows])):
             tokens[row] = pick_from_float64(row_logits, temperature, config.top_p, None if draws is None else draws[row])

@@ -103,9 +103,7 @@ def pick_from_float64(logits: torch.Tensor, temperature: float, top_p: float, q:
         return int(logits.argmax())
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p < 1:
-        sorted_probs, order = probs.sort(descending=True)
-        outside = sorted_probs.cumsum(-1) - sorted_probs > top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
+        probs = probs.masked_fill(~_nucleus(probs[None], top_p)[0][0], 0.0)
     return int((probs / q.double()).argmax())
 
 
